@@ -1,0 +1,27 @@
+# The template's own tasks. `make test` is the command README.md gives and .ci/run runs.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+.PHONY: install test test-fast lint
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+# Everything: 12 option sets baked and linted, hook rules, and the generated suites against real
+# Postgres and Redis (the `slow` tests).
+test: install
+	$(BIN)/python -m pytest tests
+
+# Seconds instead of minutes: everything but the generated suites and `make dev`.
+test-fast: install
+	$(BIN)/python -m pytest tests -m "not slow"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .

@@ -1,0 +1,77 @@
+"""Refuse answers that would bake a broken project, before any file is written.
+
+Cookiecutter deletes the half-made project directory when this hook exits non-zero, so a refused
+answer leaves nothing behind. Every message is one line that says what to type instead.
+"""
+
+import keyword
+import re
+import sys
+
+# tojson: a quote or backslash in an answer must reach the checks below, not break this file.
+SLUG = {{ cookiecutter.project_slug|tojson }}
+TEXT_FIELDS = {
+    "project_name": {{ cookiecutter.project_name|tojson }},
+    "description": {{ cookiecutter.description|tojson }},
+    "author": {{ cookiecutter.author|tojson }},
+}
+IMAGE_TAGS = {
+    "postgres_version": {{ cookiecutter.postgres_version|tojson }},
+    "redis_version": {{ cookiecutter.redis_version|tojson }},
+}
+
+# Importing the package by one of these names would shadow the real module.
+DEPENDENCIES = {
+    "alembic", "anyio", "asyncpg", "bench", "antipatterns", "blockbuster", "celery", "click",
+    "fastapi", "hatchling", "httpx", "kombu", "matplotlib", "migrations", "numpy", "psycopg2",
+    "pydantic", "pydantic_settings", "pytest", "redis", "requests", "ruff", "sqlalchemy",
+    "starlette", "test", "tests", "tools", "uvicorn", "yaml",
+}  # fmt: skip
+DOCKER_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+
+
+def slug_problem(slug: str) -> str | None:
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", slug):
+        return "must be lowercase letters, digits and underscores, not starting with a digit"
+    if keyword.iskeyword(slug) or keyword.issoftkeyword(slug):
+        return "is a Python keyword"
+    if slug in sys.stdlib_module_names or slug in DEPENDENCIES:
+        return "would shadow a module of the same name (standard library or a dependency)"
+    return None
+
+
+def suggest_slug(slug: str) -> str:
+    suggestion = re.sub(r"[^a-z0-9_]+", "_", slug.lower()).strip("_") or "service"
+    if suggestion[0].isdigit():
+        suggestion = f"service_{suggestion}"
+    if slug_problem(suggestion):
+        suggestion = f"{suggestion}_service"
+    return suggestion
+
+
+def problems() -> list[str]:
+    found = []
+    problem = slug_problem(SLUG)
+    if problem:
+        found.append(f"project_slug {SLUG!r} {problem}; try project_slug={suggest_slug(SLUG)!r}")
+    for name, value in TEXT_FIELDS.items():
+        # These land inside quoted strings (pyproject.toml, Python); a quote or backslash breaks them.
+        if re.search(r'["\\\n\r]', value):
+            found.append(f"{name} {value!r} may not contain double quotes, backslashes or newlines")
+    for name, tag in IMAGE_TAGS.items():
+        if not re.fullmatch(DOCKER_TAG, tag):
+            found.append(f"{name} {tag!r} is not a Docker image tag; try '17' or '7.4'")
+    return found
+
+
+def main() -> int:
+    found = problems()
+    if found:
+        # The first problem only: one clear line, fixed and retried one at a time.
+        print(f"ERROR: {found[0]}.", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Baking helpers shared by the template tests.
+
+Bakes go through cookiecutter's Python API into pytest's tmp dirs, with a cookiecutter config of
+their own (no replay files in ~). Each option set is baked once per session and shared by the
+checks that read it; a check that changes a bake (venv, logs) makes its own.
+"""
+
+import itertools
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from cookiecutter.main import cookiecutter
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE_DIR = ROOT / "{{cookiecutter.project_slug}}"
+COOKIECUTTER_JSON = json.loads((ROOT / "cookiecutter.json").read_text())
+
+PYTHON_VERSIONS = COOKIECUTTER_JSON["python_version"]
+YES_NO = ["yes", "no"]
+
+# Every supported option set: python_version x use_celery x include_benchmarks.
+OPTION_SETS = [
+    {"python_version": python, "use_celery": celery, "include_benchmarks": bench}
+    for python, celery, bench in itertools.product(PYTHON_VERSIONS, YES_NO, YES_NO)
+]
+DEFAULTS = {
+    key: value[0] if isinstance(value, list) else value
+    for key, value in COOKIECUTTER_JSON.items()
+    if not key.startswith("_")
+}
+
+
+def option_id(options: dict[str, str]) -> str:
+    return "-".join(f"{key}={value}" for key, value in options.items())
+
+
+def tool(name: str) -> str:
+    """A console script of this interpreter's venv (ruff, hadolint), else one on PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed: run `make install` (requirements-dev.txt)")
+    return found
+
+
+def clean_env() -> dict[str, str]:
+    """The caller's environment (TEST_REDIS_DB and the like pass through) without this venv or pytest."""
+    venv = os.environ.get("VIRTUAL_ENV")
+    own_bin = str(Path(sys.executable).parent)
+    path = [
+        entry
+        for entry in os.environ.get("PATH", "").split(os.pathsep)
+        if entry not in {own_bin, f"{venv}/bin" if venv else own_bin}
+    ]
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key != "VIRTUAL_ENV" and not key.startswith(("PYTEST_", "MAKE", "MFLAGS"))
+    }
+    env["PATH"] = os.pathsep.join(path)
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    return env
+
+
+@pytest.fixture(scope="session")
+def cookiecutter_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("cookiecutter-home")
+    config = home / "config.yaml"
+    config.write_text(f'cookiecutters_dir: "{home / "templates"}"\nreplay_dir: "{home / "replay"}"\n')
+    return config
+
+
+@pytest.fixture(scope="session")
+def bake_into(cookiecutter_config: Path):
+    """bake_into(output_dir, **options) -> the project directory."""
+
+    def bake(output_dir: Path, **options: str) -> Path:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        return Path(
+            cookiecutter(
+                str(ROOT),
+                no_input=True,
+                extra_context=options,
+                output_dir=str(output_dir),
+                config_file=str(cookiecutter_config),
+            )
+        )
+
+    return bake
+
+
+@pytest.fixture(scope="session")
+def baked(bake_into, tmp_path_factory: pytest.TempPathFactory):
+    """baked(**options) -> a project baked once per session for these options; read it, don't change it."""
+    cache: dict[tuple, Path] = {}
+
+    def get(**options: str) -> Path:
+        key = tuple(sorted(options.items()))
+        if key not in cache:
+            cache[key] = bake_into(tmp_path_factory.mktemp("bake"), **options)
+        return cache[key]
+
+    return get

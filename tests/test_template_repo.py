@@ -1,0 +1,85 @@
+"""The template repo's own files: options, README, CI script, the root compose file, the tests' lint."""
+
+import re
+import subprocess
+
+import yaml
+
+from .conftest import COOKIECUTTER_JSON, ROOT, clean_env, tool
+
+OPTIONS = [key for key in COOKIECUTTER_JSON if not key.startswith("_")]
+README = (ROOT / "README.md").read_text()
+
+
+def readme_commands() -> list[str]:
+    """The shell blocks of README.md's first screen (before the options table)."""
+    first_screen = README.split("\n## ", 2)
+    head = "\n## ".join(first_screen[:2])
+    return [block.strip() for block in re.findall(r"```(?:sh|bash|shell)\n(.*?)```", head, re.DOTALL)]
+
+
+def ci_test_command() -> str:
+    """The last line of .ci/run that is neither blank nor a comment: the tests."""
+    lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    return [line for line in lines if line and not line.startswith("#")][-1]
+
+
+def test_every_option_has_a_prompt():
+    assert set(OPTIONS) == set(COOKIECUTTER_JSON["__prompts__"])
+
+
+def test_readme_options_table_lists_every_option():
+    rows = re.findall(r"^\| `(\w+)` \|", README, re.MULTILINE)
+    assert sorted(rows) == sorted(OPTIONS)
+
+
+def test_readme_first_screen_has_the_two_commands():
+    commands = readme_commands()
+    assert len(commands) == 2, commands
+    generate, test = commands
+    assert "cookiecutter --no-input" in generate and generate.rstrip().endswith("make dev")
+    assert test == ci_test_command(), ".ci/run must run exactly README's test command"
+
+
+def test_readme_has_the_measurements_placeholder():
+    section = README.split("## Measured on this machine\n", 1)[1].split("\n## ", 1)[0]
+    assert section.strip() == "<!-- bench-table -->"
+
+
+def test_ci_script_is_strict():
+    script = (ROOT / ".ci" / "run").read_text()
+    assert script.startswith("#!/usr/bin/env bash\n")
+    assert "set -euo pipefail" in script
+
+
+def test_root_compose_file():
+    compose_file = ROOT / "docker-compose.yml"
+    result = subprocess.run(
+        ["docker-compose", "-f", str(compose_file), "config", "-q"],
+        cwd=ROOT,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    compose = yaml.safe_load(compose_file.read_text())
+    services = compose["services"]
+    assert set(services) == {"postgres", "redis"}
+    for name, service in services.items():
+        assert "healthcheck" in service, f"{name} has no healthcheck"
+        assert service["ports"], f"{name} publishes no port"
+        for port in service["ports"]:
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond 127.0.0.1"
+    volumes = [volume.split(":", 1)[0] for volume in services["postgres"]["volumes"]]
+    assert volumes and all(volume in compose["volumes"] for volume in volumes), "postgres needs a named volume"
+    assert services["postgres"]["image"] == f"postgres:{COOKIECUTTER_JSON['postgres_version']}"
+    assert services["redis"]["image"] == f"redis:{COOKIECUTTER_JSON['redis_version']}"
+
+
+def test_template_tests_lint_clean():
+    for argv in (["check", "--no-cache", "tests"], ["format", "--no-cache", "--check", "tests"]):
+        result = subprocess.run(
+            [tool("ruff"), *argv], cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,264 @@
+"""The load generator: a raw-asyncio HTTP/1.1 keep-alive client, in the spirit of `ab -k -n N -c C`.
+
+httpx costs hundreds of microseconds of Python per request; on a 2-core machine that would make the
+client, not the server, the bottleneck of the fast rows. This client does the minimum per request
+(one write, one header read, one body read on a connection kept open), runs on uvloop when it is
+installed, and measures its own CPU time so that every row can say whether the client kept up.
+
+A run is bounded twice: by a number of requests and by a deadline. Requests still in flight at the
+deadline are "censored": their age at that moment is a lower bound of their latency.
+"""
+
+import asyncio
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+HEADER_END = b"\r\n\r\n"
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run on uvloop when it is installed: the same loop uvicorn picks for the server."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coroutine)
+
+
+class HTTPError(Exception):
+    """The server answered something this client cannot read as HTTP/1.1."""
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection; reopened after an error or a `Connection: close`."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self._host_header = f"Host: {host}:{port}\r\n"
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> None:
+        self._reader, self._writer = await asyncio.open_connection(self.host, self.port, limit=2**20)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._reader = self._writer = None
+
+    async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        if self._writer is None:
+            await self.open()
+        assert self._reader is not None and self._writer is not None
+        head = f"{method} {path} HTTP/1.1\r\n{self._host_header}"
+        if body is not None:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        self._writer.write(head.encode() + b"\r\n" + (body or b""))
+        try:
+            header = await self._reader.readuntil(HEADER_END)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError) as error:
+            self.close()
+            raise HTTPError(f"no complete response header: {error!r}") from None
+        status = int(header[9:12])
+        length = None
+        chunked = close = False
+        for line in header[:-4].split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+            elif name == b"connection":
+                close = b"close" in value.lower()
+        if chunked:
+            payload = await self._read_chunked()
+        elif length is not None:
+            payload = await self._reader.readexactly(length)
+        else:
+            payload = await self._reader.read()
+            close = True
+        if close:
+            self.close()
+        return status, payload
+
+    async def _read_chunked(self) -> bytes:
+        assert self._reader is not None
+        parts = []
+        while True:
+            size = int((await self._reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            if size == 0:
+                await self._reader.readuntil(b"\r\n")
+                return b"".join(parts)
+            parts.append(await self._reader.readexactly(size))
+            await self._reader.readexactly(2)
+
+
+# One operation on a connection: returns True when it succeeded. The i-th operation of the run.
+Operation = Callable[[Connection, int], Awaitable[bool]]
+
+
+def get(path_for: Callable[[int], str]) -> Operation:
+    """The common case: one GET per operation, a success is a 2xx answer."""
+
+    async def operation(connection: Connection, index: int) -> bool:
+        status, _ = await connection.request("GET", path_for(index))
+        return 200 <= status < 300
+
+    return operation
+
+
+def celery_job(n: int, poll_interval: float) -> Operation:
+    """Submit a job to POST /cpu/jobs and poll GET /cpu/jobs/{id} until it is done: one operation."""
+    body = json.dumps({"n": n}).encode()
+
+    async def operation(connection: Connection, index: int) -> bool:
+        status, payload = await connection.request("POST", "/cpu/jobs", body)
+        if status != 202:
+            return False
+        job_id = json.loads(payload)["id"]
+        while True:
+            await asyncio.sleep(poll_interval)
+            status, payload = await connection.request("GET", f"/cpu/jobs/{job_id}")
+            if status != 200:
+                return False
+            state = json.loads(payload)["state"]
+            if state in ("succeeded", "failed"):
+                return state == "succeeded"
+
+    return operation
+
+
+@dataclass
+class LoadResult:
+    requested: int
+    concurrency: int
+    max_seconds: float
+    elapsed: float = 0.0
+    latencies: list[float] = field(default_factory=list)  # successful operations, seconds
+    errors: int = 0
+    error_samples: list[str] = field(default_factory=list)
+    censored: list[float] = field(default_factory=list)  # ages of the operations cut by the deadline
+    client_cpu: float = 0.0  # CPU seconds this process spent during the run
+
+    @property
+    def completed(self) -> int:
+        return len(self.latencies)
+
+    @property
+    def cut(self) -> bool:
+        return bool(self.censored) or self.completed + self.errors < self.requested
+
+    @property
+    def rps(self) -> float:
+        return self.completed / self.elapsed if self.elapsed > 0 else 0.0
+
+    def percentile(self, p: float) -> float | None:
+        """Nearest-rank percentile over successes and censored ages (so a lower bound when cut)."""
+        return percentile(self.latencies + self.censored, p)
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+Progress = Callable[[int, int, float], None]
+
+
+async def run_load(
+    host: str,
+    port: int,
+    operation: Operation,
+    requests: int,
+    concurrency: int,
+    max_seconds: float,
+    progress: Progress | None = None,
+) -> LoadResult:
+    """`requests` operations over `concurrency` connections, opened before the clock starts."""
+    concurrency = max(1, min(concurrency, requests))
+    result = LoadResult(requested=requests, concurrency=concurrency, max_seconds=max_seconds)
+    connections = [Connection(host, port) for _ in range(concurrency)]
+    await asyncio.gather(*(connection.open() for connection in connections))
+    issued = 0
+    in_flight: dict[int, float] = {}
+    last_done = 0.0
+
+    async def worker(slot: int, connection: Connection) -> None:
+        nonlocal issued, last_done
+        while issued < requests:
+            index = issued
+            issued += 1
+            started = time.perf_counter()
+            in_flight[slot] = started
+            try:
+                ok = await operation(connection, index)
+            except (OSError, HTTPError, asyncio.IncompleteReadError, ValueError, KeyError) as error:
+                ok = False
+                connection.close()
+                if len(result.error_samples) < 5:
+                    result.error_samples.append(repr(error))
+            finished = time.perf_counter()
+            del in_flight[slot]
+            last_done = finished
+            if ok:
+                result.latencies.append(finished - started)
+            else:
+                result.errors += 1
+
+    cpu_before = time.process_time()
+    start = time.perf_counter()
+    tasks = [asyncio.create_task(worker(slot, conn)) for slot, conn in enumerate(connections)]
+    reporter = asyncio.create_task(_report(progress, result, requests, start)) if progress else None
+    _, pending = await asyncio.wait(tasks, timeout=max_seconds)
+    deadline = time.perf_counter()
+    if pending:
+        result.censored = [deadline - started for started in in_flight.values()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        result.elapsed = deadline - start
+    else:
+        result.elapsed = last_done - start
+    result.client_cpu = time.process_time() - cpu_before
+    if reporter:
+        reporter.cancel()
+        await asyncio.gather(reporter, return_exceptions=True)
+        progress(result.completed + result.errors, requests, result.elapsed)
+    for connection in connections:
+        connection.close()
+    return result
+
+
+async def _report(progress: Progress, result: LoadResult, requests: int, start: float) -> None:
+    while True:
+        await asyncio.sleep(0.5)
+        progress(result.completed + result.errors, requests, time.perf_counter() - start)
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a process (all its threads) from /proc; None where there is no /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+if __name__ == "__main__":  # pragma: no cover - a manual check: python -m bench.loadgen HOST PORT PATH N C
+    host, port, path, n, c = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+    outcome = run(run_load(host, port, get(lambda _: path), n, c, 60))
+    print(f"{outcome.rps:.1f} req/s, errors {outcome.errors}, client CPU {outcome.client_cpu:.2f} s")

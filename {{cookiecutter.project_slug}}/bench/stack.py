@@ -1,0 +1,161 @@
+"""The real stack for one benchmark run, started natively with docker-compose.yml's own commands.
+
+Like the test suite (tests/conftest.py), it makes a database of its own (created, migrated by the
+compose `migrate` command, dropped at the end) and a Redis database of its own, and runs each
+service with tools.native on a free loopback port:
+
+    upstream  the compose `upstream` command (the slow third-party stand-in)
+    api       the compose `api` command: the generated application
+    anti      the same command serving bench.articles_app (anti-patterns + the articles' routes)
+    bare      the same command serving bench.bare_app (bare FastAPI, for the overhead ratio)
+    worker    the compose `worker` command, when the project has Celery
+    raw       bench.rawserver, to measure the load generator's own ceiling
+"""
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from tools.native import (
+    PROJECT_ROOT,
+    Service,
+    compose_services,
+    drop_database,
+    ensure_database,
+    free_port,
+    native_env,
+    run_once,
+)
+from {{ cookiecutter.project_slug }}.config import Settings, load_settings
+
+SLUG = "{{ cookiecutter.project_slug }}"
+APPS = {"api": None, "anti": "bench.articles_app:app", "bare": "bench.bare_app:app"}
+
+
+def redis_db_number() -> str:
+    """BENCH_REDIS_DB, else TEST_REDIS_DB (so a test run keeps to its own db), else 14."""
+    return os.environ.get("BENCH_REDIS_DB") or os.environ.get("TEST_REDIS_DB") or "14"
+
+
+class RawServer:
+    """bench.rawserver in a process group of its own (not a compose service)."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.port = free_port()
+        self.log_path = log_dir / "raw.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "RawServer":
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "bench.rawserver", str(self.port)],
+                cwd=PROJECT_ROOT,
+                env=native_env({}),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+
+class Stack:
+    """`with Stack(log_dir) as stack:` everything is up and ready; on exit everything is removed."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        log_dir.mkdir(parents=True, exist_ok=True)
+        for old in log_dir.glob("*.log"):
+            old.unlink()
+        self.has_worker = "worker" in compose_services()
+        upstream_port = free_port()
+        self.env = {
+            "POSTGRES_DB": f"bench_{SLUG}_{uuid.uuid4().hex[:8]}",
+            "UPSTREAM_URL": f"http://127.0.0.1:{upstream_port}",
+        }
+        if self.has_worker:
+            base = os.environ.get("REDIS_URL", getattr(load_settings(), "redis_url", "redis://127.0.0.1:6379/0"))
+            self.env["REDIS_URL"] = f"{base.rsplit('/', 1)[0]}/{redis_db_number()}"
+        self.upstream = Service("upstream", self.env, port=upstream_port, log_dir=log_dir)
+        self.services: dict[str, Service] = {}
+        self.worker: Service | None = None
+        self.raw = RawServer(log_dir)
+        self.settings: Settings | None = None
+        self._database_made = False
+
+    def __enter__(self) -> "Stack":
+        try:
+            self._up()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _up(self) -> None:
+        # This process reads the same settings as the services (for the report and the database).
+        os.environ.update(self.env)
+        self.settings = load_settings()
+        self._flush_redis()
+        self.upstream.start()
+        self.raw.start()
+        if self.has_worker:
+            self.worker = Service("worker", self.env, log_dir=self.log_dir).start()
+        self.services["bare"] = self._api_service("bare").start()
+        ensure_database(self.settings)
+        self._database_made = True
+        run_once("migrate", self.env)
+        for name in ("api", "anti"):
+            self.services[name] = self._api_service(name).start()
+        self.upstream.wait_http("/health")
+        for service in self.services.values():
+            service.wait_http("/health/live", timeout=60)
+        self.services["api"].wait_http("/health/ready", timeout=30)
+        if self.worker is not None:
+            self.worker.wait_log("ready.", timeout=60)
+        # The raw server answers any path; an answer at all means it is listening.
+        Service.wait_http(self.raw, "/", timeout=30)  # type: ignore[arg-type]
+
+    def _api_service(self, name: str) -> Service:
+        service = Service("api", self.env, port=free_port(), log_dir=self.log_dir, app=APPS[name])
+        service.log_path = self.log_dir / f"{name}.log"
+        return service
+
+    def restart(self, name: str) -> Service:
+        """A fresh process: after a cut anti-pattern row the old one still owes minutes of blocking."""
+        self.services[name].kill()
+        service = self._api_service(name).start()
+        service.wait_http("/health/live", timeout=60)
+        self.services[name] = service
+        return service
+
+    def __exit__(self, *exc_info: object) -> None:
+        for service in self.services.values():
+            service.kill()  # nothing to drain: a clean shutdown could wait on a blocked backlog
+        if self.worker is not None:
+            self.worker.stop()
+        self.upstream.stop()
+        self.raw.stop()
+        if self._database_made and self.settings is not None:
+            drop_database(self.settings)
+        self._flush_redis()
+
+    def _flush_redis(self) -> None:
+        if not self.has_worker or self.settings is None:
+            return
+        import redis
+
+        client = redis.Redis.from_url(self.env["REDIS_URL"], socket_connect_timeout=2, socket_timeout=2)
+        try:
+            client.flushdb()
+        finally:
+            client.close()

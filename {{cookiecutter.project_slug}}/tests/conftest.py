@@ -1,0 +1,131 @@
+"""Real parts only: a database made for this run (dropped after), real Redis, and the compose
+services started natively with their compose argv (tools/native.py) on free ports.
+"""
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from {{ cookiecutter.project_slug }}.config import Settings, load_settings
+
+from tools.native import Service, drop_database, ensure_database, free_port, run_once
+
+
+@pytest.fixture(scope="session")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("service-logs")
+
+
+@pytest.fixture(scope="session")
+def upstream_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def service_env(upstream_port: int) -> dict[str, str]:
+    """Environment shared by every process of this run: its own database{% if cookiecutter.use_celery == "yes" %} and Redis db{% endif %}."""
+    env = {
+        "POSTGRES_DB": f"test_{{ cookiecutter.project_slug }}_{uuid.uuid4().hex[:8]}",
+        "UPSTREAM_URL": f"http://127.0.0.1:{upstream_port}",
+    }
+{%- if cookiecutter.use_celery == "yes" %}
+    # A Redis database of its own (TEST_REDIS_DB, default 15), emptied before and after the run.
+    base = os.environ.get("REDIS_URL", load_settings().redis_url).rsplit("/", 1)[0]
+    env["REDIS_URL"] = f"{base}/{os.environ.get('TEST_REDIS_DB', '15')}"
+    env["JOB_VISIBILITY_TIMEOUT"] = os.environ.get("TEST_JOB_VISIBILITY_TIMEOUT", "8")
+{%- endif %}
+    return env
+
+
+@pytest.fixture(scope="session")
+def settings(service_env: dict[str, str]) -> Iterator[Settings]:
+    previous = {key: os.environ.get(key) for key in service_env}
+    os.environ.update(service_env)
+    try:
+        yield load_settings()
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def database(settings: Settings, service_env: dict[str, str]) -> Iterator[Settings]:
+    """A fresh database, migrated by the compose `migrate` command, dropped at the end."""
+    ensure_database(settings)
+    try:
+        run_once("migrate", service_env)
+        yield settings
+    finally:
+        drop_database(settings)
+{%- if cookiecutter.use_celery == "yes" %}
+
+
+@pytest.fixture(scope="session")
+def redis_db(settings: Settings) -> Iterator[Settings]:
+    import redis
+
+    client = redis.Redis.from_url(settings.redis_url)
+    client.flushdb()
+    try:
+        yield settings
+    finally:
+        client.flushdb()
+        client.close()
+{%- endif %}
+
+
+@pytest.fixture(scope="session")
+def upstream(service_env: dict[str, str], upstream_port: int, log_dir: Path) -> Iterator[Service]:
+    service = Service("upstream", service_env, port=upstream_port, log_dir=log_dir).start()
+    try:
+        service.wait_http("/health")
+        yield service
+    finally:
+        service.stop()
+
+
+def start_api(env: dict[str, str], log_dir: Path, app: str | None = None, name: str = "api") -> Service:
+    service = Service("api", env, port=free_port(), log_dir=log_dir, app=app)
+    service.log_path = log_dir / f"{name}.log"
+    service.start()
+    service.wait_http("/health/live")
+    return service
+
+
+@pytest.fixture(scope="session")
+def api(database, upstream, service_env, log_dir{% if cookiecutter.use_celery == "yes" %}, redis_db{% endif %}) -> Iterator[Service]:
+    """The real app under uvicorn, started with the compose `api` command."""
+    service = start_api(service_env, log_dir)
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="session")
+def anti_api(database, upstream, service_env, log_dir) -> Iterator[Service]:
+    """The same command serving antipatterns.app: the negative controls."""
+    service = start_api(service_env, log_dir, app="antipatterns.app:app", name="anti_api")
+    try:
+        yield service
+    finally:
+        service.stop()
+{%- if cookiecutter.use_celery == "yes" %}
+
+
+@pytest.fixture(scope="session")
+def worker(redis_db, service_env, log_dir) -> Iterator[Service]:
+    """A real Celery worker process, started with the compose `worker` command."""
+    service = Service("worker", service_env, log_dir=log_dir).start()
+    try:
+        service.wait_log("ready.", timeout=60)
+        yield service
+    finally:
+        service.stop()
+{%- endif %}

@@ -1,0 +1,97 @@
+"""Settings, read once from the environment (and `.env`) and validated at start.
+
+The concurrency budget lives here, in one place, because these numbers together bound throughput:
+
+| setting              | bounds                                                  | ceiling       |
+|----------------------|---------------------------------------------------------|---------------|
+| THREADPOOL_TOKENS    | `def` routes, `def` deps, run_in_threadpool calls       | tokens / wait |
+| SYNC_DB_POOL_SIZE    | psycopg2 connections; >= tokens so no thread starves    | pool / wait   |
+| ASYNC_DB_POOL_SIZE   | asyncpg connections shared by every `async def` route   | pool / wait   |
+| HTTP_MAX_CONNECTIONS | open connections of the shared httpx.AsyncClient        | conns / wait  |
+| (requests pool)      | sized to THREADPOOL_TOKENS: one connection per thread   | tokens / wait |
+| PROCESS_POOL_WORKERS | CPU jobs computing at once in the web process           | workers / job |
+| WORKER_CONCURRENCY   | Celery jobs computing at once per worker process        | conc. / job   |
+
+A request holds one unit of each limit it touches for its whole wait, so by Little's law a route
+serves at most (smallest limit it touches) / (its wait) requests per second.
+"""
+
+from functools import lru_cache
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import URL
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    postgres_host: str = "127.0.0.1"
+    postgres_port: int = Field(5432, gt=0, lt=65536)
+    postgres_user: str = "postgres"
+    postgres_password: str = ""
+    postgres_db: str = "{{ cookiecutter.project_slug }}"
+    db_connect_timeout: float = Field(2.0, gt=0, description="seconds to open a connection")
+    db_pool_timeout: float = Field(5.0, gt=0, description="seconds to wait for a pooled connection")
+
+    threadpool_tokens: int = Field(40, ge=1, le=1000)
+    sync_db_pool_size: int = Field(40, ge=1)
+    async_db_pool_size: int = Field(20, ge=1)
+
+    upstream_url: str = "http://127.0.0.1:9000"
+    upstream_timeout: float = Field(15.0, gt=0, description="seconds before an upstream call gives 504")
+    http_max_connections: int = Field(100, ge=1)
+
+    process_pool_workers: int = Field(2, ge=1, le=64)
+    cpu_max_n: int = Field(1_000_000, ge=10, description="largest n /cpu/compute accepts")
+{%- if cookiecutter.use_celery == "yes" %}
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_timeout: float = Field(2.0, gt=0, description="seconds for a Redis connect or command")
+    job_max_n: int = Field(10_000_000, ge=10, description="largest n /cpu/jobs accepts")
+    job_result_expires: int = Field(86_400, ge=60, description="seconds a job's state stays readable")
+    job_visibility_timeout: int = Field(
+        3_600, ge=1, description="seconds before an unacked job is redelivered; above the longest job"
+    )
+    job_max_deliveries: int = Field(3, ge=1, description="a job that kills its worker this often fails")
+    worker_concurrency: int = Field(2, ge=1, le=64)
+{%- endif %}
+
+    @model_validator(mode="after")
+    def sync_pool_covers_threadpool(self) -> "Settings":
+        if self.sync_db_pool_size < self.threadpool_tokens:
+            raise ValueError(
+                f"SYNC_DB_POOL_SIZE ({self.sync_db_pool_size}) must be >= THREADPOOL_TOKENS "
+                f"({self.threadpool_tokens}), or `def` routes wait on each other for connections"
+            )
+        return self
+
+    def database_url(self, driver: str) -> URL:
+        return URL.create(
+            f"postgresql+{driver}",
+            username=self.postgres_user,
+            password=self.postgres_password or None,
+            host=self.postgres_host,
+            port=self.postgres_port,
+            database=self.postgres_db,
+        )
+
+
+class SettingsError(SystemExit):
+    """Exits with one line per bad variable instead of a traceback."""
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as error:
+        lines = [
+            f"  {'_'.join(str(part) for part in problem['loc']).upper() or 'SETTINGS'}: {problem['msg']}"
+            for problem in error.errors()
+        ]
+        raise SettingsError("Invalid settings in the environment or .env:\n" + "\n".join(lines)) from None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return load_settings()

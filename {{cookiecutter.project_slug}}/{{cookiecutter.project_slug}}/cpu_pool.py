@@ -1,0 +1,41 @@
+"""A process pool for short CPU jobs, rebuilt when one of its processes dies."""
+
+import asyncio
+import multiprocessing
+import threading
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import TypeVar
+
+from .errors import ServiceUnavailable
+
+T = TypeVar("T")
+
+
+class CpuPool:
+    def __init__(self, workers: int) -> None:
+        self._workers = workers
+        self._lock = threading.Lock()
+        self._executor = self._new_executor()
+
+    def _new_executor(self) -> ProcessPoolExecutor:
+        # "spawn": forking a process that runs an event loop and threads copies their locks mid-use.
+        return ProcessPoolExecutor(self._workers, mp_context=multiprocessing.get_context("spawn"))
+
+    async def run(self, function: Callable[..., T], *args: object) -> T:
+        executor = self._executor
+        try:
+            return await asyncio.get_running_loop().run_in_executor(executor, function, *args)
+        except BrokenProcessPool:
+            self._replace(executor)
+            raise ServiceUnavailable("a CPU worker process died; retry the request") from None
+
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        with self._lock:  # many requests see the same broken pool; only the first rebuilds it
+            if self._executor is broken:
+                self._executor = self._new_executor()
+        broken.shutdown(wait=False, cancel_futures=True)
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)

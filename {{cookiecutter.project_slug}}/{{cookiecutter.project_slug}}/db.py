@@ -1,0 +1,47 @@
+"""The two engines: asyncpg for `async def` code, psycopg2 for `def` code. Never mix them up.
+
+Both are created and disposed by the app's lifespan, so an engine never outlives (or crosses)
+the event loop it was made on.
+"""
+
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import sessionmaker
+
+from .config import Settings
+
+
+def make_async_engine(settings: Settings) -> AsyncEngine:
+    return create_async_engine(
+        settings.database_url("asyncpg"),
+        pool_size=settings.async_db_pool_size,
+        max_overflow=0,
+        pool_timeout=settings.db_pool_timeout,
+        pool_pre_ping=True,
+        connect_args={"timeout": settings.db_connect_timeout},
+    )
+
+
+def make_sync_engine(settings: Settings) -> Engine:
+    # pool_size >= threadpool tokens (checked in Settings): every thread can hold a connection,
+    # and pool_timeout turns an exhausted pool into a 503 instead of a thread parked forever.
+    return create_engine(
+        settings.database_url("psycopg2"),
+        pool_size=settings.sync_db_pool_size,
+        max_overflow=0,
+        pool_timeout=settings.db_pool_timeout,
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": max(1, round(settings.db_connect_timeout))},
+    )
+
+
+def async_sessions(engine: AsyncEngine) -> async_sessionmaker:
+    # expire_on_commit=False: reading an attribute after commit must not lazy-load on the loop.
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def sync_sessions(engine: Engine) -> sessionmaker:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+PING = text("SELECT 1")

@@ -1,0 +1,58 @@
+"""Dependency failures become short JSON answers: 503 database, 502/504 upstream. No stack traces.
+
+Registered once on the app, so `async def` and `def` routes fail the same way.
+"""
+
+import logging
+
+import httpx
+import requests
+import sqlalchemy.exc
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+log = logging.getLogger(__name__)
+
+DATABASE_DOWN = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,  # pool exhausted for db_pool_timeout seconds
+    ConnectionError,
+    TimeoutError,
+)
+UPSTREAM_TIMEOUT = (httpx.TimeoutException, requests.Timeout)
+UPSTREAM_FAILED = (httpx.HTTPError, requests.RequestException)
+
+
+class ServiceUnavailable(Exception):
+    """Raise with a short reason when a dependency other than the database is unavailable."""
+
+
+def _answer(status: int, detail: str):
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("%s %s -> %s: %r", request.method, request.url.path, status, exc)
+        return JSONResponse({"detail": detail}, status_code=status)
+
+    return handler
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    for exc_class in DATABASE_DOWN:
+        app.add_exception_handler(exc_class, _answer(503, "database unavailable"))
+    # Timeouts first: they are also HTTPError/RequestException subclasses.
+    for exc_class in UPSTREAM_TIMEOUT:
+        app.add_exception_handler(exc_class, _answer(504, "upstream timed out"))
+    for exc_class in UPSTREAM_FAILED:
+        app.add_exception_handler(exc_class, _answer(502, "upstream failed"))
+
+    async def unavailable(request: Request, exc: ServiceUnavailable) -> JSONResponse:
+        log.warning("%s %s -> 503: %s", request.method, request.url.path, exc)
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
+    app.add_exception_handler(ServiceUnavailable, unavailable)
+
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # The traceback goes to the log (uvicorn re-raises it there), never to the client.
+        return JSONResponse({"detail": "internal server error"}, status_code=500)
+
+    app.add_exception_handler(Exception, unexpected)

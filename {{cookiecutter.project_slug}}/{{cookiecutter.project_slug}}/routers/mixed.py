@@ -1,0 +1,27 @@
+"""Mixed. Rule: an `async def` route that awaits async I/O and has exactly one blocking call it
+cannot avoid (a legacy SDK, a sync-only driver) sends that call through `run_in_threadpool`.
+Calling it directly here would freeze the loop for its whole duration.
+"""
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import func, select
+
+from ..clients import fetch_delay_blocking
+from ..deps import AppSettings, AsyncDB, RequestsSession
+from ..models import Item
+from ..schemas import Report, WaitSeconds
+
+router = APIRouter(prefix="/mixed", tags=["async def + run_in_threadpool"])
+
+
+@router.get(
+    "/report", responses={502: {"description": "upstream failed"}, 504: {"description": "upstream timed out"}}
+)
+async def report(delay: WaitSeconds, db: AsyncDB, http: RequestsSession, settings: AppSettings) -> Report:
+    item_count = await db.scalar(select(func.count()).select_from(Item))
+    # fetch_delay_blocking stands for a blocking SDK you cannot rewrite: it runs on a worker thread
+    # while the loop serves other requests. (Not in asyncio.gather with the query above: if one
+    # failed, the other would still be using the session while the request closes it.)
+    upstream = await run_in_threadpool(fetch_delay_blocking, http, settings, delay)
+    return Report(item_count=item_count, upstream=upstream)

@@ -1,0 +1,52 @@
+"""Sync drivers. Rule: plain `def` routes, so FastAPI runs each in the threadpool where blocking is
+harmless: psycopg2 through Session, HTTP through requests. Never write `async def` in this module;
+never `await` here. Concurrency is bounded by THREADPOOL_TOKENS (and the pools sized to match).
+"""
+
+from fastapi import APIRouter, HTTPException, status
+from sqlalchemy import select, text
+
+from ..clients import fetch_delay_blocking
+from ..deps import AppSettings, RequestsSession, SyncDB
+from ..models import Item
+from ..schemas import ItemCreate, ItemId, ItemOut, Limit, Offset, UpstreamReply, Waited, WaitSeconds
+
+router = APIRouter(prefix="/sync", tags=["def + psycopg2/requests"])
+
+
+@router.post("/items", status_code=status.HTTP_201_CREATED)
+def create_item(body: ItemCreate, db: SyncDB) -> ItemOut:
+    item = Item(name=body.name, description=body.description)
+    db.add(item)
+    db.commit()
+    db.refresh(item)
+    return ItemOut.model_validate(item)
+
+
+@router.get("/items/{item_id}", responses={404: {"description": "no such item"}})
+def read_item(item_id: ItemId, db: SyncDB) -> ItemOut:
+    item = db.get(Item, item_id)
+    if item is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "item not found")
+    return ItemOut.model_validate(item)
+
+
+@router.get("/items")
+def list_items(db: SyncDB, limit: Limit = 10, offset: Offset = 0) -> list[ItemOut]:
+    rows = db.scalars(select(Item).order_by(Item.id).limit(limit).offset(offset))
+    return [ItemOut.model_validate(item) for item in rows]
+
+
+@router.get("/db-wait")
+def database_wait(seconds: WaitSeconds, db: SyncDB) -> Waited:
+    """The same wait as /async/db-wait, holding a worker thread (and a token) instead."""
+    db.execute(text("SELECT pg_sleep(:seconds)"), {"seconds": seconds})
+    return Waited(waited=seconds, source="postgres via psycopg2")
+
+
+@router.get(
+    "/upstream",
+    responses={502: {"description": "upstream failed"}, 504: {"description": "upstream timed out"}},
+)
+def call_upstream(delay: WaitSeconds, http: RequestsSession, settings: AppSettings) -> UpstreamReply:
+    return fetch_delay_blocking(http, settings, delay)

@@ -1,0 +1,49 @@
+"""Request and response bodies, and the bounded query parameters every router family shares.
+
+`examples` are the first value the loop guard in tests/ sends, so every route is exercised with
+input its own schema calls valid.
+"""
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_WAIT_SECONDS = 10
+MAX_PAGE_SIZE = 100
+
+ItemId = Annotated[int, Path(ge=1, le=2**31 - 1, examples=[1])]
+WaitSeconds = Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS, description="seconds to wait", examples=[1])]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, examples=[10])]
+Offset = Annotated[int, Query(ge=0, le=2**31 - 1, examples=[0])]
+
+
+class ItemCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200, examples=["widget"])
+    description: str = Field("", max_length=2000, examples=["made by the loop guard"])
+
+
+class ItemOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    description: str
+    created_at: datetime
+
+
+class Waited(BaseModel):
+    waited: float
+    source: str
+
+
+class UpstreamReply(BaseModel):
+    delay: float
+    upstream_status: int
+    upstream_body: dict
+
+
+class Report(BaseModel):
+    item_count: int
+    upstream: UpstreamReply

@@ -45,7 +45,8 @@ def tool(name: str) -> str:
         return str(beside)
     found = shutil.which(name)
     if found is None:
-        pytest.fail(f"{name} is not installed: run `make install` (requirements-dev.txt)")
+        how = "apt-get install docker-compose" if name == "docker-compose" else "make install"
+        pytest.fail(f"{name} is not installed: {how}")
     return found
 
 
@@ -107,3 +108,8 @@ def baked(bake_into, tmp_path_factory: pytest.TempPathFactory):
         return cache[key]
 
     return get
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Seconds-long checks first, the slow bakes last: a broken bake shows up before the long runs."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is not None)

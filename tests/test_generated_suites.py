@@ -6,6 +6,7 @@ against the real local Postgres and Redis), `make lint`, and `make dev` until /h
 The environment passes through (TEST_REDIS_DB, POSTGRES_*, REDIS_URL for other servers).
 """
 
+import contextlib
 import os
 import shutil
 import signal
@@ -70,6 +71,12 @@ def test_generated_lint_passes(running_bake):
     make(project, "lint")
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def port_taken(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0
@@ -93,31 +100,29 @@ def drop_database(project: Path, env: dict[str, str]) -> None:
     code = (
         "import os, psycopg2\n"
         "from psycopg2 import sql\n"
-        "from {slug}.config import load_settings\n"
+        f"from {project.name}.config import load_settings\n"
         "s = load_settings()\n"
         "c = psycopg2.connect(host=s.postgres_host, port=s.postgres_port, user=s.postgres_user,\n"
         "                     password=s.postgres_password or None, dbname='postgres')\n"
         "c.autocommit = True\n"
-        "c.cursor().execute(sql.SQL('DROP DATABASE IF EXISTS {{}} WITH (FORCE)')"
+        "c.cursor().execute(sql.SQL('DROP DATABASE IF EXISTS {} WITH (FORCE)')"
         ".format(sql.Identifier(s.postgres_db)))\n"
-    ).format(slug=project.name)
+    )
     subprocess.run([str(project / ".venv" / "bin" / "python"), "-c", code], cwd=project, env=env, timeout=60)
+
+
+def default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_make_dev_serves_ready(running_bake):
     """`make dev` (venv, database, migrations, upstream, worker, api natively) answers /health/ready 200."""
     project, _ = running_bake
     services = yaml.safe_load((project / "docker-compose.yml").read_text())["services"]
-    ports = {name: int(services[name]["environment"]["UVICORN_PORT"]) for name in ("api", "upstream")}
-    # tools.native runs each service on its compose port; it takes no port from the environment.
-    taken = [f"{name} {port}" for name, port in ports.items() if port_taken(port)]
-    if taken:
-        message = f"ports taken on 127.0.0.1, `make dev` cannot start: {', '.join(taken)}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-
+    # Free ports instead of the compose ones (8000, 9000), which something else may hold.
+    ports = {"api": free_port(), "upstream": free_port()}
     env = clean_env()
+    env["API_PORT"], env["UPSTREAM_PORT"] = str(ports["api"]), str(ports["upstream"])
     # A database of its own (created by `make dev`, dropped here), and the tests' Redis db.
     env["POSTGRES_DB"] = f"dev_smoke_{uuid.uuid4().hex[:8]}"
     if "worker" in services:
@@ -132,6 +137,9 @@ def test_make_dev_serves_ready(running_bake):
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            # As typed in a terminal: a shell that starts jobs in the background (CI may) hands
+            # them SIGINT ignored, and then Ctrl-C below would never reach `make dev`.
+            preexec_fn=default_sigint,
         )
     try:
         url = f"http://127.0.0.1:{ports['api']}/health/ready"
@@ -162,8 +170,6 @@ def test_make_dev_serves_ready(running_bake):
             os.killpg(dev.pid, signal.SIGKILL)
             dev.wait(timeout=30)
         for pid in processes_in(project):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         drop_database(project, env)

@@ -4,8 +4,9 @@ import re
 import subprocess
 
 import yaml
+from cookiecutter.environment import StrictEnvironment
 
-from .conftest import COOKIECUTTER_JSON, ROOT, clean_env, tool
+from .conftest import COOKIECUTTER_JSON, DEFAULTS, ROOT, clean_env, tool
 
 OPTIONS = [key for key in COOKIECUTTER_JSON if not key.startswith("_")]
 README = (ROOT / "README.md").read_text()
@@ -55,7 +56,7 @@ def test_ci_script_is_strict():
 def test_root_compose_file():
     compose_file = ROOT / "docker-compose.yml"
     result = subprocess.run(
-        ["docker-compose", "-f", str(compose_file), "config", "-q"],
+        [tool("docker-compose"), "-f", str(compose_file), "config", "-q"],
         cwd=ROOT,
         env=clean_env(),
         capture_output=True,
@@ -72,7 +73,9 @@ def test_root_compose_file():
         for port in service["ports"]:
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond 127.0.0.1"
     volumes = [volume.split(":", 1)[0] for volume in services["postgres"]["volumes"]]
-    assert volumes and all(volume in compose["volumes"] for volume in volumes), "postgres needs a named volume"
+    assert volumes and all(volume in compose["volumes"] for volume in volumes), (
+        "postgres needs a named volume"
+    )
     assert services["postgres"]["image"] == f"postgres:{COOKIECUTTER_JSON['postgres_version']}"
     assert services["redis"]["image"] == f"redis:{COOKIECUTTER_JSON['redis_version']}"
 
@@ -82,4 +85,18 @@ def test_template_tests_lint_clean():
         result = subprocess.run(
             [tool("ruff"), *argv], cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=60
         )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_rendered_hooks_lint_clean(tmp_path):
+    """The hooks are Jinja until cookiecutter renders them: lint them rendered, as they run."""
+    context = {"cookiecutter": {**DEFAULTS, "project_slug": "my_service"}}
+    for hook in sorted((ROOT / "hooks").glob("*.py")):
+        rendered = tmp_path / hook.name
+        text = StrictEnvironment(context=context).from_string(hook.read_text()).render(**context)
+        rendered.write_text(text + "\n")  # Jinja drops the final newline
+    config = str(ROOT / "pyproject.toml")
+    for command in (["check", "--no-cache", "."], ["format", "--no-cache", "--check", "."]):
+        argv = [tool("ruff"), *command, "--config", config]
+        result = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stdout + result.stderr

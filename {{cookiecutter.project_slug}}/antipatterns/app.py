@@ -11,7 +11,7 @@ from fastapi import APIRouter
 from sqlalchemy import func, select, text
 
 from {{ cookiecutter.project_slug }}.clients import fetch_delay_blocking
-from {{ cookiecutter.project_slug }}.deps import AppSettings, AsyncDB, RequestsSession, SyncDB
+from {{ cookiecutter.project_slug }}.deps import AppSettings, AsyncDB, RequestsSession, SyncSessions
 from {{ cookiecutter.project_slug }}.main import create_app
 from {{ cookiecutter.project_slug }}.models import Item
 from {{ cookiecutter.project_slug }}.primes import count_primes
@@ -27,8 +27,9 @@ async def sleep_in_async(seconds: WaitSeconds) -> dict[str, float]:
 
 
 @router.get("/db-wait")
-async def psycopg2_in_async(seconds: WaitSeconds, db: SyncDB) -> dict[str, float]:
-    db.execute(text("SELECT pg_sleep(:seconds)"), {"seconds": seconds})  # WRONG: C driver blocks the loop
+async def psycopg2_in_async(seconds: WaitSeconds, sessions: SyncSessions) -> dict[str, float]:
+    with sessions() as db:
+        db.execute(text("SELECT pg_sleep(:seconds)"), {"seconds": seconds})  # WRONG: C driver blocks the loop
     return {"waited": seconds}
 
 

@@ -18,9 +18,10 @@ import time
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
-from antipatterns.app import router as antipattern_router
 from {{ cookiecutter.project_slug }}.main import create_app
 from {{ cookiecutter.project_slug }}.schemas import WaitSeconds
+
+from antipatterns.app import router as antipattern_router
 
 router = APIRouter(prefix="/articles", tags=["the articles' sleep scenarios"])
 

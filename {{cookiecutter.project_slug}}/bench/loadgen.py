@@ -17,14 +17,12 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
-
-T = TypeVar("T")
+from typing import Any
 
 HEADER_END = b"\r\n\r\n"
 
 
-def run(coroutine: Coroutine[Any, Any, T]) -> T:
+def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
     """asyncio.run on uvloop when it is installed: the same loop uvicorn picks for the server."""
     try:
         import uvloop
@@ -104,16 +102,17 @@ class Connection:
             await self._reader.readexactly(2)
 
 
-# One operation on a connection: returns True when it succeeded. The i-th operation of the run.
-Operation = Callable[[Connection, int], Awaitable[bool]]
+# One operation (the i-th of the run) on a connection: returns None when it succeeded, else what
+# went wrong (the HTTP status, or a short reason), counted by kind in the row's errors.
+Operation = Callable[[Connection, int], Awaitable[str | None]]
 
 
 def get(path_for: Callable[[int], str]) -> Operation:
     """The common case: one GET per operation, a success is a 2xx answer."""
 
-    async def operation(connection: Connection, index: int) -> bool:
+    async def operation(connection: Connection, index: int) -> str | None:
         status, _ = await connection.request("GET", path_for(index))
-        return 200 <= status < 300
+        return None if 200 <= status < 300 else str(status)
 
     return operation
 
@@ -122,19 +121,21 @@ def celery_job(n: int, poll_interval: float) -> Operation:
     """Submit a job to POST /cpu/jobs and poll GET /cpu/jobs/{id} until it is done: one operation."""
     body = json.dumps({"n": n}).encode()
 
-    async def operation(connection: Connection, index: int) -> bool:
+    async def operation(connection: Connection, index: int) -> str | None:
         status, payload = await connection.request("POST", "/cpu/jobs", body)
         if status != 202:
-            return False
+            return f"submit {status}"
         job_id = json.loads(payload)["id"]
         while True:
             await asyncio.sleep(poll_interval)
             status, payload = await connection.request("GET", f"/cpu/jobs/{job_id}")
             if status != 200:
-                return False
+                return f"poll {status}"
             state = json.loads(payload)["state"]
-            if state in ("succeeded", "failed"):
-                return state == "succeeded"
+            if state == "succeeded":
+                return None
+            if state == "failed":
+                return "job failed"
 
     return operation
 
@@ -146,10 +147,13 @@ class LoadResult:
     max_seconds: float
     elapsed: float = 0.0
     latencies: list[float] = field(default_factory=list)  # successful operations, seconds
-    errors: int = 0
-    error_samples: list[str] = field(default_factory=list)
+    errors_by_kind: dict[str, int] = field(default_factory=dict)  # "503": 12, "ConnectionResetError": 1
     censored: list[float] = field(default_factory=list)  # ages of the operations cut by the deadline
     client_cpu: float = 0.0  # CPU seconds this process spent during the run
+
+    @property
+    def errors(self) -> int:
+        return sum(self.errors_by_kind.values())
 
     @property
     def completed(self) -> int:
@@ -175,7 +179,7 @@ def percentile(values: list[float], p: float) -> float | None:
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
-Progress = Callable[[int, int, float], None]
+Progress = Callable[[int, int, float, bool], None]  # done, total, elapsed, final
 
 
 async def run_load(
@@ -204,19 +208,17 @@ async def run_load(
             started = time.perf_counter()
             in_flight[slot] = started
             try:
-                ok = await operation(connection, index)
+                failure = await operation(connection, index)
             except (OSError, HTTPError, asyncio.IncompleteReadError, ValueError, KeyError) as error:
-                ok = False
+                failure = type(error).__name__
                 connection.close()
-                if len(result.error_samples) < 5:
-                    result.error_samples.append(repr(error))
             finished = time.perf_counter()
             del in_flight[slot]
             last_done = finished
-            if ok:
+            if failure is None:
                 result.latencies.append(finished - started)
             else:
-                result.errors += 1
+                result.errors_by_kind[failure] = result.errors_by_kind.get(failure, 0) + 1
 
     cpu_before = time.process_time()
     start = time.perf_counter()
@@ -236,7 +238,7 @@ async def run_load(
     if reporter:
         reporter.cancel()
         await asyncio.gather(reporter, return_exceptions=True)
-        progress(result.completed + result.errors, requests, result.elapsed)
+        progress(result.completed + result.errors, requests, result.elapsed, True)
     for connection in connections:
         connection.close()
     return result
@@ -245,7 +247,7 @@ async def run_load(
 async def _report(progress: Progress, result: LoadResult, requests: int, start: float) -> None:
     while True:
         await asyncio.sleep(0.5)
-        progress(result.completed + result.errors, requests, time.perf_counter() - start)
+        progress(result.completed + result.errors, requests, time.perf_counter() - start, False)
 
 
 def process_cpu_seconds(pid: int) -> float | None:
@@ -256,6 +258,18 @@ def process_cpu_seconds(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu_times() -> tuple[float, float] | None:
+    """(busy, total) jiffies of all CPUs from /proc/stat: how busy the machine was, us or not."""
+    try:
+        with open("/proc/stat") as stat:
+            values = [int(value) for value in stat.readline().split()[1:]]
+    except OSError:
+        return None
+    idle = values[3] + values[4]  # idle + iowait
+    total = sum(values[:8])  # guest time is already counted in user
+    return total - idle, total
 
 
 if __name__ == "__main__":  # pragma: no cover - a manual check: python -m bench.loadgen HOST PORT PATH N C

@@ -8,15 +8,20 @@ service with tools.native on a free loopback port:
     api       the compose `api` command: the generated application
     anti      the same command serving bench.articles_app (anti-patterns + the articles' routes)
     bare      the same command serving bench.bare_app (bare FastAPI, for the overhead ratio)
+    routed    the same, with the route in an included APIRouter (bench.bare_app:routed_app)
     worker    the compose `worker` command, when the project has Celery
     raw       bench.rawserver, to measure the load generator's own ceiling
 """
 
 import os
+import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
+
+from {{ cookiecutter.project_slug }}.config import Settings, load_settings
 
 from tools.native import (
     PROJECT_ROOT,
@@ -28,10 +33,14 @@ from tools.native import (
     native_env,
     run_once,
 )
-from {{ cookiecutter.project_slug }}.config import Settings, load_settings
 
 SLUG = "{{ cookiecutter.project_slug }}"
-APPS = {"api": None, "anti": "bench.articles_app:app", "bare": "bench.bare_app:app"}
+APPS = {
+    "api": None,
+    "anti": "bench.articles_app:app",
+    "bare": "bench.bare_app:app",
+    "routed": "bench.bare_app:routed_app",
+}
 
 
 def redis_db_number() -> str:
@@ -59,6 +68,18 @@ class RawServer:
             )
         return self
 
+    def wait(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process and self.process.poll() is not None:
+                raise RuntimeError(f"bench.rawserver exited: {self.log_path.read_text(errors='replace')}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise TimeoutError(f"bench.rawserver is not listening on {self.port} after {timeout} s")
+
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()
@@ -84,7 +105,10 @@ class Stack:
             "UPSTREAM_URL": f"http://127.0.0.1:{upstream_port}",
         }
         if self.has_worker:
-            base = os.environ.get("REDIS_URL", getattr(load_settings(), "redis_url", "redis://127.0.0.1:6379/0"))
+            # As tests/conftest.py does: a Redis database of its own, emptied before and after.
+            base = os.environ.get("REDIS_URL") or getattr(
+                load_settings(), "redis_url", "redis://127.0.0.1:6379/0"
+            )
             self.env["REDIS_URL"] = f"{base.rsplit('/', 1)[0]}/{redis_db_number()}"
         self.upstream = Service("upstream", self.env, port=upstream_port, log_dir=log_dir)
         self.services: dict[str, Service] = {}
@@ -110,7 +134,8 @@ class Stack:
         self.raw.start()
         if self.has_worker:
             self.worker = Service("worker", self.env, log_dir=self.log_dir).start()
-        self.services["bare"] = self._api_service("bare").start()
+        for name in ("bare", "routed"):
+            self.services[name] = self._api_service(name).start()
         ensure_database(self.settings)
         self._database_made = True
         run_once("migrate", self.env)
@@ -122,8 +147,7 @@ class Stack:
         self.services["api"].wait_http("/health/ready", timeout=30)
         if self.worker is not None:
             self.worker.wait_log("ready.", timeout=60)
-        # The raw server answers any path; an answer at all means it is listening.
-        Service.wait_http(self.raw, "/", timeout=30)  # type: ignore[arg-type]
+        self.raw.wait()
 
     def _api_service(self, name: str) -> Service:
         service = Service("api", self.env, port=free_port(), log_dir=self.log_dir, app=APPS[name])
@@ -150,6 +174,7 @@ class Stack:
         self._flush_redis()
 
     def _flush_redis(self) -> None:
+{%- if cookiecutter.use_celery == "yes" %}
         if not self.has_worker or self.settings is None:
             return
         import redis
@@ -159,3 +184,6 @@ class Stack:
             client.flushdb()
         finally:
             client.close()
+{%- else %}
+        """Nothing to empty: this project has no Celery."""
+{%- endif %}

@@ -182,23 +182,40 @@ def run_once(name: str, env: dict[str, str]) -> None:
         raise RuntimeError(f"{name} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
 
 
+def stop_on_signal(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM / SIGHUP: stop the services as Ctrl-C does
+
+
 def up() -> None:
+    """`make dev`. API_PORT and UPSTREAM_PORT move the services off their compose ports."""
     sys.path.insert(0, str(PROJECT_ROOT))
     os.chdir(PROJECT_ROOT)
     from {{ cookiecutter.project_slug }}.config import load_settings
 
     settings = load_settings()
-    if ensure_database(settings):
-        print(f"created database {settings.postgres_db}")
-    run_once("migrate", {})
+    try:
+        if ensure_database(settings):
+            print(f"created database {settings.postgres_db}")
+    except psycopg2.OperationalError as error:
+        where = f"{settings.postgres_host}:{settings.postgres_port}"
+        sys.exit(f"PostgreSQL at {where} is not reachable ({str(error).strip()}); start it, or fix .env")
+    ports = {
+        "api": int(os.environ.get("API_PORT") or compose_port("api")),
+        "upstream": int(os.environ.get("UPSTREAM_PORT") or compose_port("upstream")),
+    }
+    env = {"UPSTREAM_URL": f"http://127.0.0.1:{ports['upstream']}"} if os.environ.get("UPSTREAM_PORT") else {}
+    run_once("migrate", env)
+    signal.signal(signal.SIGTERM, stop_on_signal)
+    signal.signal(signal.SIGHUP, stop_on_signal)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started in the background
     services = compose_services()
     running = []
-    for name in ("upstream", "worker", "api"):
-        if name in services:
-            running.append(Service(name, {}, port=compose_port(name), log_dir=None).start())
-            print(f"started {name}: {' '.join(service_argv(name))}  (log: {name}.log)")
-    api = running[-1]
     try:
+        for name in ("upstream", "worker", "api"):
+            if name in services:
+                running.append(Service(name, env, port=ports.get(name), log_dir=None).start())
+                print(f"started {name}: {' '.join(service_argv(name))}  (log: {name}.log)")
+        api = running[-1]
         api.wait_http("/health/ready", timeout=60)
         print(f"ready: {api.url}/docs   (Ctrl-C stops everything)")
         while all(service.process.poll() is None for service in running):

@@ -10,7 +10,9 @@ The concurrency budget lives here, in one place, because these numbers together 
 | HTTP_MAX_CONNECTIONS | open connections of the shared httpx.AsyncClient        | conns / wait  |
 | (requests pool)      | sized to THREADPOOL_TOKENS: one connection per thread   | tokens / wait |
 | PROCESS_POOL_WORKERS | CPU jobs computing at once in the web process           | workers / job |
+{%- if cookiecutter.use_celery == "yes" %}
 | WORKER_CONCURRENCY   | Celery jobs computing at once per worker process        | conc. / job   |
+{%- endif %}
 
 A request holds one unit of each limit it touches for its whole wait, so by Little's law a route
 serves at most (smallest limit it touches) / (its wait) requests per second.
@@ -49,11 +51,16 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_timeout: float = Field(2.0, gt=0, description="seconds for a Redis connect or command")
     job_max_n: int = Field(10_000_000, ge=10, description="largest n /cpu/jobs accepts")
-    job_result_expires: int = Field(86_400, ge=60, description="seconds a job's state stays readable")
+    job_result_expires: int = Field(
+        86_400, ge=60, description="seconds a job stays readable after its last change (submitted, run, done)"
+    )
     job_visibility_timeout: int = Field(
         3_600, ge=1, description="seconds before an unacked job is redelivered; above the longest job"
     )
     job_max_deliveries: int = Field(3, ge=1, description="a job that kills its worker this often fails")
+    job_queue: str = Field(
+        "celery", min_length=1, description="the Redis list jobs wait in: one per deployment sharing a Redis"
+    )
     worker_concurrency: int = Field(2, ge=1, le=64)
 {%- endif %}
 

@@ -1,4 +1,9 @@
-"""A process pool for short CPU jobs, rebuilt when one of its processes dies."""
+"""A process pool for short CPU jobs, rebuilt when one of its processes dies.
+
+Rule: a dead pool process (SIGKILL, OOM killer, a crash in C code) breaks the whole
+ProcessPoolExecutor, so every job in flight on it fails: each of those requests gets a 503 to
+retry, the first one swaps in a fresh pool, and later requests never see the broken one.
+"""
 
 import asyncio
 import multiprocessing

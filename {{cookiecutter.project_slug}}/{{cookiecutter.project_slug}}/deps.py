@@ -1,17 +1,23 @@
-"""Per-request dependencies: one database session per request, shared clients from app.state.
+"""Per-request dependencies: database sessions and the shared clients from app.state.
 
-A `def` dependency runs in the threadpool and takes a token like a `def` route does, so only the
-psycopg2 session (whose close may do I/O) is `def`; lookups on app.state are `async def`.
+Every dependency here is `async def` and does no I/O: a `def` dependency would run in the
+threadpool and take a token like a `def` route does.
+
+`def` routes get a session *factory* (SyncSessions) and open the session inside the route with
+`with sessions() as db:`. A session handed out by a yield-dependency would keep its psycopg2
+connection until after the response is validated, and a `def` route's response is validated in
+the threadpool: past THREADPOOL_TOKENS concurrent requests, threads wait for connections held by
+requests that wait for threads, until DB_POOL_TIMEOUT turns it into 503s (measured by `make bench`).
 """
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 import httpx
 import requests
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from .config import Settings
 
@@ -21,9 +27,8 @@ async def get_async_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_sync_session(request: Request) -> Iterator[Session]:
-    with request.app.state.sync_sessions() as session:
-        yield session
+async def get_sync_sessions(request: Request) -> sessionmaker[Session]:
+    return request.app.state.sync_sessions
 
 
 async def get_settings_from_app(request: Request) -> Settings:
@@ -39,7 +44,7 @@ async def get_requests_session(request: Request) -> requests.Session:
 
 
 AsyncDB = Annotated[AsyncSession, Depends(get_async_session)]
-SyncDB = Annotated[Session, Depends(get_sync_session)]
+SyncSessions = Annotated[sessionmaker[Session], Depends(get_sync_sessions)]
 AppSettings = Annotated[Settings, Depends(get_settings_from_app)]
 HttpClient = Annotated[httpx.AsyncClient, Depends(get_http_client)]
 RequestsSession = Annotated[requests.Session, Depends(get_requests_session)]

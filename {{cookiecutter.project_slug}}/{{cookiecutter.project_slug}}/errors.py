@@ -20,6 +20,7 @@ DATABASE_DOWN = (
     ConnectionError,
     TimeoutError,
 )
+UNAVAILABLE_SQLSTATE_CLASSES = {"08", "53", "57"}
 UPSTREAM_TIMEOUT = (httpx.TimeoutException, requests.Timeout)
 UPSTREAM_FAILED = (httpx.HTTPError, requests.RequestException)
 
@@ -50,6 +51,17 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
     app.add_exception_handler(ServiceUnavailable, unavailable)
+
+    async def database_error(request: Request, exc: sqlalchemy.exc.DBAPIError) -> JSONResponse:
+        # SQLSTATE classes 08 (connection), 53 (too many clients, out of resources) and 57
+        # (server shutting down) are the database being unavailable; anything else is a bug.
+        sqlstate = str(getattr(exc.orig, "pgcode", None) or getattr(exc.orig, "sqlstate", None) or "")
+        if exc.connection_invalidated or sqlstate[:2] in UNAVAILABLE_SQLSTATE_CLASSES:
+            return await _answer(503, "database unavailable")(request, exc)
+        log.exception("%s %s -> 500", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"detail": "internal server error"}, status_code=500)
+
+    app.add_exception_handler(sqlalchemy.exc.DBAPIError, database_error)
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         # The traceback goes to the log (uvicorn re-raises it there), never to the client.

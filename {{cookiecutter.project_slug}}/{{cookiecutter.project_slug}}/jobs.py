@@ -1,16 +1,21 @@
 """Celery on Redis for long CPU jobs: the web process only publishes and reads state.
 
 Delivery rules, and why:
-- acks_late + reject_on_worker_lost + prefetch 1: a job is acknowledged only after it finished, so a
-  worker killed mid-job (even SIGKILL) leaves it on the queue for the next worker.
+- acks_late + reject_on_worker_lost + prefetch 1: a job is acknowledged only after it finished. If the
+  process running it dies (SIGKILL, OOM), the worker puts it back at once; if the whole worker dies,
+  Redis hands it to the next worker once visibility_timeout has passed since its delivery.
 - visibility_timeout (JOB_VISIBILITY_TIMEOUT) above the longest job: Redis hands an unacknowledged
   job to another worker after that long, so a shorter value would run healthy jobs twice.
+- the sweep that finds such jobs runs every few seconds: kombu's default scans Redis only every
+  ~100 s (unacked_restore_interval x unacked_restore_throttle), whatever visibility_timeout says.
 - every delivery is counted; a job that keeps killing its worker fails after JOB_MAX_DELIVERIES.
 - publishing retries are bounded, so a request cannot hang on a dead broker: it gets a 503.
+- the web process never waits on a result (it polls), so it does not subscribe to result channels.
 """
 
 import redis
 from celery import Celery
+from celery.backends.redis import RedisBackend
 
 from .config import Settings, get_settings
 from .primes import count_primes
@@ -18,8 +23,24 @@ from .primes import count_primes
 COUNT_PRIMES = "count_primes"
 
 
+class PolledRedisBackend(RedisBackend):
+    """Celery's Redis result backend, minus the pub/sub subscription it opens for every published task.
+
+    That subscription only serves AsyncResult.get(), which blocks; this service polls instead. Left on,
+    it is one more connection per publish, and with Redis down it turns a publish into a RuntimeError
+    ("the Celery application must be restarted") after seconds of retries instead of a clean error.
+    """
+
+    def on_task_call(self, producer, task_id):
+        return {}
+
+
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("{{ cookiecutter.project_slug }}", broker=settings.redis_url, backend=settings.redis_url)
+    app = Celery(
+        "{{ cookiecutter.project_slug }}",
+        broker=settings.redis_url,
+        backend=f"{__name__}:{PolledRedisBackend.__name__}+{settings.redis_url}",
+    )
     socket_options = {
         "socket_connect_timeout": settings.redis_timeout,
         "socket_timeout": settings.redis_timeout,
@@ -29,9 +50,16 @@ def make_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         worker_concurrency=settings.worker_concurrency,
+        task_default_queue=settings.job_queue,
         task_track_started=True,
         result_expires=settings.job_result_expires,
-        broker_transport_options={"visibility_timeout": settings.job_visibility_timeout, **socket_options},
+        result_backend_thread_safe=True,  # one backend for every threadpool thread, not one each
+        broker_transport_options={
+            "visibility_timeout": settings.job_visibility_timeout,
+            "unacked_restore_interval": restore_interval(settings.job_visibility_timeout),
+            "unacked_restore_throttle": 1,
+            **socket_options,
+        },
         broker_connection_timeout=settings.redis_timeout,
         broker_connection_retry_on_startup=True,
         redis_socket_connect_timeout=settings.redis_timeout,
@@ -51,6 +79,11 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
+def restore_interval(visibility_timeout: int) -> int:
+    """Seconds between sweeps for jobs whose worker died: a fraction of the timeout, at most 10."""
+    return max(1, min(10, visibility_timeout // 4))
+
+
 def make_redis(settings: Settings) -> redis.Redis:
     return redis.Redis.from_url(
         settings.redis_url,
@@ -64,7 +97,7 @@ def job_key(job_id: str) -> str:
     return f"jobs:{job_id}"
 
 
-# The worker process (`celery -A {{ cookiecutter.project_slug }}.jobs worker`) runs this module's app;
+# The worker process (`celery --app {{ cookiecutter.project_slug }}.jobs worker`) runs this module's app;
 # the web process builds its own with make_celery() in the lifespan and publishes by task name.
 settings = get_settings()
 celery_app = make_celery(settings)
@@ -78,8 +111,12 @@ class GaveUp(Exception):
 @celery_app.task(bind=True, name=COUNT_PRIMES)
 def count_primes_job(self, below: int) -> dict[str, int]:
     deliveries_key = job_key(self.request.id) + ":deliveries"
-    deliveries = worker_redis.incr(deliveries_key)
-    worker_redis.expire(deliveries_key, settings.job_result_expires)
+    with worker_redis.pipeline() as pipe:
+        # The marker is renewed too: a job stays readable for JOB_RESULT_EXPIRES after any delivery.
+        pipe.incr(deliveries_key)
+        pipe.expire(deliveries_key, settings.job_result_expires)
+        pipe.expire(job_key(self.request.id), settings.job_result_expires)
+        deliveries = pipe.execute()[0]
     if deliveries > settings.job_max_deliveries:
         raise GaveUp(f"gave up after {deliveries - 1} deliveries that did not finish")
     return {"below": below, "primes": count_primes(below)}

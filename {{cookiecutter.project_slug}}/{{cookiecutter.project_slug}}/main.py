@@ -1,5 +1,6 @@
 """Application factory. The lifespan owns every long-lived resource and closes it on shutdown."""
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -38,6 +39,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 {%- endif %}
     async with make_http_client(settings) as http_client:
         app.state.http_client = http_client
+        # What start-up built lives as long as the process: move it out of the garbage collector's
+        # reach, or full collections over it pause the event loop for 100 ms and more under load.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:

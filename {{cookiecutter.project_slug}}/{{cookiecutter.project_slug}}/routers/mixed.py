@@ -20,6 +20,7 @@ router = APIRouter(prefix="/mixed", tags=["async def + run_in_threadpool"])
 )
 async def report(delay: WaitSeconds, db: AsyncDB, http: RequestsSession, settings: AppSettings) -> Report:
     item_count = await db.scalar(select(func.count()).select_from(Item))
+    await db.commit()  # ends the transaction: the connection goes back to the pool before the slow call
     # fetch_delay_blocking stands for a blocking SDK you cannot rewrite: it runs on a worker thread
     # while the loop serves other requests. (Not in asyncio.gather with the query above: if one
     # failed, the other would still be using the session while the request closes it.)

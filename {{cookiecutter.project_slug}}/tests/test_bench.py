@@ -1,0 +1,121 @@
+"""`python -m bench --quick` runs end to end against the real stack, and its figures hang together.
+
+Never how fast this machine is: that every row was measured, that each ratio is its req/s over its
+ceiling and each ceiling the smallest limit over the wait, that the anti-patterns collapse against
+their correct twins, and that the table, the JSON and the chart are written.
+
+The bench starts its own services, database and Redis database (BENCH_REDIS_DB, here the suite's
+TEST_REDIS_DB): this file sorts first, so it runs before the session's Celery fixtures exist.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tools.native import PROJECT_ROOT, compose_services
+
+WIDE_MARGIN = 5  # quick mode: C = 20 connections, so a blocked loop is ~20x slower than its twin
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    output = tmp_path_factory.mktemp("bench")
+    env = {**os.environ, "BENCH_REDIS_DB": os.environ.get("TEST_REDIS_DB", "15")}
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--output-dir", str(output)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert run.returncode == 0, f"{run.stdout[-3000:]}\n{run.stderr[-5000:]}"
+    report = json.loads((output / "bench.json").read_text())
+    return {"output": output, "stdout": run.stdout, "stderr": run.stderr, "report": report}
+
+
+@pytest.fixture(scope="module")
+def rows(quick: dict) -> dict[str, dict]:
+    return {row["key"]: row for row in quick["report"]["rows"]}
+
+
+def test_every_row_is_measured(quick: dict, rows: dict[str, dict]) -> None:
+    expected = {
+        "loadgen.raw", "loadgen.upstream",
+        "articles.def", "articles.async", "articles.threadpool", "articles.blocking",
+        "io.db.async", "io.db.sync", "io.db.anti",
+        "io.upstream.async", "io.upstream.sync", "io.upstream.anti",
+        "io.mixed", "io.mixed.anti", "io.items.async", "io.items.sync",
+        "cpu.inline", "cpu.pool", "overhead.bare", "overhead.routed", "overhead.app",
+    }  # fmt: skip
+    has_celery = "worker" in compose_services()
+    assert quick["report"]["has_celery"] is has_celery
+    if has_celery:
+        expected.add("cpu.celery")
+    assert set(rows) == expected
+    for row in rows.values():
+        assert not row["cut_at_max_seconds"], row["key"]
+        assert row["completed"] + row["errors"] == row["requests"], row["key"]
+        assert row["rps"] > 0 and row["p50_ms"] <= row["p99_ms"], row["key"]
+        if row["pattern"] != "anti-pattern":
+            # (A blocked loop may push an anti-pattern's pool waits past DB_POOL_TIMEOUT: a 503.)
+            assert row["errors"] == 0, (row["key"], row["errors_by_kind"])
+
+
+def test_ratio_is_measured_over_ceiling(rows: dict[str, dict]) -> None:
+    for row in rows.values():
+        assert row["ceiling_rps"] and row["binding"], row["key"]
+        assert row["ratio"] == pytest.approx(row["rps"] / row["ceiling_rps"], rel=1e-3), row["key"]
+        if row["kind"] in ("wait", "cpu"):
+            # Little's law: the smallest limit on requests in service, over each one's wait.
+            slots = min(row["limits"].values())
+            assert row["ceiling_rps"] == pytest.approx(slots / row["wait_s"], rel=1e-3), row["key"]
+            binding = [name for name, value in row["limits"].items() if value == slots]
+            assert all(name in row["binding"] for name in binding), row["key"]
+    for key in ("articles.blocking", "io.db.anti", "io.upstream.anti", "io.mixed.anti", "cpu.inline"):
+        assert "one event loop" in rows[key]["binding"]
+
+
+def test_anti_patterns_collapse_against_their_twins(rows: dict[str, dict]) -> None:
+    for row in rows.values():
+        if row["pattern"] == "anti-pattern" and row["kind"] == "wait":
+            twins = [rows[twin]["rps"] for twin in row["twins"]]
+            assert twins and max(twins) >= WIDE_MARGIN * row["rps"], (row["key"], row["rps"], twins)
+            assert row["slower_than_twins"] == pytest.approx(max(twins) / row["rps"], rel=1e-2)
+
+
+def test_a_blocked_loop_shows_in_the_lag_probe(rows: dict[str, dict]) -> None:
+    wait_ms = rows["articles.blocking"]["wait_s"] * 1000
+    for key in ("articles.blocking", "io.db.anti", "io.upstream.anti"):
+        assert rows[key]["lag"]["max_ms"] >= wait_ms / 2, (key, rows[key]["lag"])
+    for row in rows.values():
+        if row["server"] != "raw":
+            assert row["lag"]["probes"] >= 1 and row["lag"]["errors"] == 0, row["key"]
+
+
+def test_overhead_and_load_generator_figures(quick: dict, rows: dict[str, dict]) -> None:
+    report = quick["report"]
+    overhead = report["overhead"]
+    assert overhead["ratio"] == pytest.approx(
+        overhead["bare_cpu_us_per_request"] / overhead["app_cpu_us_per_request"], rel=1e-3
+    )
+    assert overhead["throughput_ratio"] == pytest.approx(overhead["app_rps"] / overhead["bare_rps"], rel=1e-3)
+    assert report["loadgen_ceiling_rps"] == rows["loadgen.raw"]["rps"]
+    assert report["limits"]["threadpool_tokens"] > 0 and report["limits"]["cpus"] >= 1
+    assert report["config"]["quick"] is True and report["versions"]["fastapi"]
+    assert [target["target"] for target in report["targets"]] and all(
+        isinstance(target["met"], bool) for target in report["targets"]
+    )
+
+
+def test_outputs_are_written(quick: dict) -> None:
+    output: Path = quick["output"]
+    table = (output / "bench.md").read_text()
+    assert "| # | section | pattern | route | req/s |" in table
+    assert table.strip() in quick["stdout"]
+    assert (output / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "[ 1/" in quick["stderr"]  # the progress line

@@ -269,9 +269,9 @@ def build_rows(config: Config, limits: Limits, has_celery: bool, item_ids: list[
             f"GET /mixed/report?delay={w:g}",
             CORRECT,
             operation=path(f"/mixed/report?delay={w:g}"),
-            # The request's AsyncSession keeps its connection from the count to the end of the
-            # request, i.e. across the upstream wait: the async pool is a limit too.
-            limits={**tokens, "ASYNC_DB_POOL_SIZE": limits.async_db_pool_size},
+            # The route commits (returning its connection) before the blocking call, so only the
+            # threadpool tokens are held across the upstream wait.
+            limits=tokens,
             **wait_row,
         ),
         Row(

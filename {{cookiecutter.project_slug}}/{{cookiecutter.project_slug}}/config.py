@@ -7,7 +7,7 @@ The concurrency budget lives here, in one place, because these numbers together 
 | THREADPOOL_TOKENS    | `def` routes, `def` deps, run_in_threadpool calls       | tokens / wait |
 | SYNC_DB_POOL_SIZE    | psycopg2 connections; >= tokens so no thread starves    | pool / wait   |
 | ASYNC_DB_POOL_SIZE   | asyncpg connections shared by every `async def` route   | pool / wait   |
-| HTTP_MAX_CONNECTIONS | open connections of the shared httpx.AsyncClient        | conns / wait  |
+| HTTP_MAX_CONNECTIONS | requests in flight on the shared httpx.AsyncClient      | conns / wait  |
 | (requests pool)      | sized to THREADPOOL_TOKENS: one connection per thread   | tokens / wait |
 | PROCESS_POOL_WORKERS | CPU jobs computing at once in the web process           | workers / job |
 {%- if cookiecutter.use_celery == "yes" %}
@@ -42,7 +42,7 @@ class Settings(BaseSettings):
 
     upstream_url: str = "http://127.0.0.1:9000"
     upstream_timeout: float = Field(15.0, gt=0, description="seconds before an upstream call gives 504")
-    http_max_connections: int = Field(100, ge=1)
+    http_max_connections: int = Field(40, ge=1)
 
     process_pool_workers: int = Field(2, ge=1, le=64)
     cpu_max_n: int = Field(1_000_000, ge=10, description="largest n /cpu/compute accepts")

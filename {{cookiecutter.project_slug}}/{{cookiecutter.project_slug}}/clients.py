@@ -20,7 +20,7 @@ class BoundedAsyncClient(httpx.AsyncClient):
 
     httpcore's pool does work for every waiting request each time a connection frees up; with 100
     requests queued on the pool that cost 17-24 ms of CPU per request on the event loop (measured
-    by `make bench`). Requests beyond the limit wait on a semaphore instead, which costs nothing.
+    by the benchmark). Requests beyond the limit wait on a semaphore instead, which costs nothing.
     """
 
     def __init__(self, *, max_in_flight: int, **kwargs: Any) -> None:

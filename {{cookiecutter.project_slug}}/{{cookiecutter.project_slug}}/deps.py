@@ -7,7 +7,7 @@ threadpool and take a token like a `def` route does.
 `with sessions() as db:`. A session handed out by a yield-dependency would keep its psycopg2
 connection until after the response is validated, and a `def` route's response is validated in
 the threadpool: past THREADPOOL_TOKENS concurrent requests, threads wait for connections held by
-requests that wait for threads, until DB_POOL_TIMEOUT turns it into 503s (measured by `make bench`).
+requests that wait for threads, until DB_POOL_TIMEOUT turns it into 503s (measured by the benchmark).
 """
 
 from collections.abc import AsyncIterator

@@ -14,10 +14,12 @@ from tools.native import PROJECT_ROOT
 # (default, quick): the defaults follow the articles (300 requests, 100 concurrent, 0.5 s).
 PRESETS = {
     "requests": (300, 40),
-    "anti_requests": (100, 20),
     "concurrency": (100, 20),
+    "sweep": ([100, 200, 400], [20, 80]),
+    "waves": (8, 2),
     "wait": (0.5, 0.1),
-    "max_seconds": (60.0, 10.0),
+    "max_seconds": (90.0, 20.0),
+    "anti_seconds": (20.0, 10.0),
     "full_requests": (3000, 300),
     "full_concurrency": (10, 10),
     "cpu_n": (100_000, 30_000),
@@ -27,15 +29,17 @@ PRESETS = {
     "overhead_rounds": (6, 2),
     "loadgen_requests": (20_000, 2000),
     "poll_interval": (0.02, 0.02),
-    "probe_interval": (0.05, 0.05),
+    "probe_interval": (0.02, 0.05),
     "item_count": (100, 20),
 }
 HELP = {
-    "requests": "requests per wait row",
-    "anti_requests": "requests per blocking anti-pattern row (one per connection: at 1/W req/s)",
-    "concurrency": "concurrent requests per wait row",
+    "requests": "requests per wait row at the articles' load",
+    "concurrency": "concurrent requests per wait row at the articles' load (a sweep level too)",
+    "sweep": "concurrency levels of the sweep",
+    "waves": "a sweep row sends waves x concurrency requests",
     "wait": "seconds each wait row's request waits (sleep, pg_sleep, upstream delay)",
-    "max_seconds": "a row stops after this long (blocking rows would take requests x wait)",
+    "max_seconds": "a row stops after this long",
+    "anti_seconds": "a blocking anti-pattern row stops after this long (it serves 1 / wait req/s)",
     "full_requests": "requests per full-speed row (items, overhead)",
     "full_concurrency": "concurrent requests per full-speed row",
     "cpu_n": "a CPU job counts the primes below n",
@@ -62,7 +66,8 @@ def parse(argv: list[str]) -> tuple[Config, Path]:
     for name, (default, quick) in PRESETS.items():
         parser.add_argument(
             "--" + name.replace("_", "-"),
-            type=type(default),
+            type=int if isinstance(default, list) else type(default),
+            nargs="+" if isinstance(default, list) else None,
             default=None,
             help=f"{HELP[name]} (default {default}, quick {quick})",
         )
@@ -71,6 +76,8 @@ def parse(argv: list[str]) -> tuple[Config, Path]:
         name: getattr(args, name) if getattr(args, name) is not None else preset[args.quick]
         for name, preset in PRESETS.items()
     }
+    # The articles' load is a level of the sweep: its anti-patterns are compared with the sweep's rows.
+    values["sweep"] = sorted({*values["sweep"], values["concurrency"]})
     return Config(quick=args.quick, only=args.only, **values), args.output_dir
 
 

@@ -12,7 +12,6 @@ deadline are "censored": their age at that moment is a lower bound of their late
 import asyncio
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -248,28 +247,6 @@ async def _report(progress: Progress, result: LoadResult, requests: int, start: 
     while True:
         await asyncio.sleep(0.5)
         progress(result.completed + result.errors, requests, time.perf_counter() - start, False)
-
-
-def process_cpu_seconds(pid: int) -> float | None:
-    """utime + stime of a process (all its threads) from /proc; None where there is no /proc."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_cpu_times() -> tuple[float, float] | None:
-    """(busy, total) jiffies of all CPUs from /proc/stat: how busy the machine was, us or not."""
-    try:
-        with open("/proc/stat") as stat:
-            values = [int(value) for value in stat.readline().split()[1:]]
-    except OSError:
-        return None
-    idle = values[3] + values[4]  # idle + iowait
-    total = sum(values[:8])  # guest time is already counted in user
-    return total - idle, total
 
 
 if __name__ == "__main__":  # pragma: no cover - a manual check: python -m bench.loadgen HOST PORT PATH N C

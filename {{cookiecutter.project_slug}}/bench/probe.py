@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection as Pipe
 
 from .loadgen import Connection, HTTPError, percentile, run
+from .results import LagSummary
 
 
 @dataclass
@@ -27,16 +28,16 @@ class LagResult:
         extra = [self.unanswered_age] if self.unanswered_age is not None else []
         return self.latencies + extra
 
-    def summary(self) -> dict:
+    def summary(self) -> LagSummary:
         samples = self.samples
-        return {
-            "probes": len(self.latencies),
-            "errors": self.errors,
-            "unanswered_at_end_ms": _ms(self.unanswered_age),
-            "p50_ms": _ms(percentile(samples, 50)),
-            "p99_ms": _ms(percentile(samples, 99)),
-            "max_ms": _ms(max(samples) if samples else None),
-        }
+        return LagSummary(
+            probes=len(self.latencies),
+            errors=self.errors,
+            unanswered_at_end_ms=_ms(self.unanswered_age),
+            p50_ms=_ms(percentile(samples, 50)),
+            p99_ms=_ms(percentile(samples, 99)),
+            max_ms=_ms(max(samples) if samples else None),
+        )
 
 
 def _ms(seconds: float | None) -> float | None:

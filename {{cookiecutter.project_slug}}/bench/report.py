@@ -1,9 +1,13 @@
 """The benchmark's outputs: a Markdown table, the JSON with every figure, and a PNG chart."""
 
 import json
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 from . import scenarios
+from .results import Measured, Overhead, Report
+from .scenarios import Config
 
 # The source articles' figures (shared/seeds): ab, N requests, C concurrent, `wait` seconds per request.
 ARTICLE_FIGURES = [
@@ -35,102 +39,153 @@ def _num(value: float | None, unit: str = "") -> str:
     return f"{value:.2f}{unit}"
 
 
-def markdown(report: dict) -> str:
-    config, limits = report["config"], report["limits"]
-    lines = [
-        f"Command: `{report['command']}` ({'quick' if config['quick'] else 'default'} settings), "
-        f"{report['generated_at']}, {report['machine']['cpus']} CPUs, load average before "
-        f"{report['machine']['loadavg_before'][0]}, measured in {report['duration_s']} s.",
-        "",
-        f"Wait rows: {config['requests']} requests, {config['concurrency']} concurrent, "
-        f"W = {config['wait']:g} s per request, each row cut at {config['max_seconds']:g} s. "
-        f"Full-speed rows: {config['full_requests']} requests, {config['full_concurrency']} concurrent. "
-        f"CPU rows: {config['cpu_requests']} jobs of count_primes({config['cpu_n']}) = "
-        f"{limits['cpu_job_seconds'] * 1000:.0f} ms, {config['cpu_concurrency']} concurrent.",
-        f"Limits: THREADPOOL_TOKENS {limits['threadpool_tokens']}, "
-        f"SYNC_DB_POOL_SIZE {limits['sync_db_pool_size']}, "
-        f"ASYNC_DB_POOL_SIZE {limits['async_db_pool_size']}, "
-        f"HTTP_MAX_CONNECTIONS {limits['http_max_connections']}, "
-        f"PROCESS_POOL_WORKERS {limits['process_pool_workers']}, "
-        f"WORKER_CONCURRENCY {limits['worker_concurrency'] or '— (no Celery)'}.",
-        f"Load generator's own ceiling: {_num(report['loadgen_ceiling_rps'])} req/s "
-        f"({report['rows'][0]['concurrency']} connections, against bench.rawserver).",
-        "",
-        "| # | section | pattern | route | req/s | ceiling req/s: what binds | measured / ceiling "
-        "| p50 ms | p99 ms | errors | loop lag p99 / max ms |",
-        "|---|---|---|---|---:|---|---:|---:|---:|---:|---:|",
-    ]
-    for number, row in enumerate(report["rows"], 1):
-        bound = "≥ " if row["latency_is_lower_bound"] else ""
-        rps = _num(row["rps"])
-        if row["cut_at_max_seconds"]:
-            rps += f" (cut at {row['elapsed_s']:.0f} s: {row['completed']} done)"
-        if row.get("rounds_rps"):
-            rps += f" (best of {len(row['rounds_rps'])})"
-        pattern = row["label"] + (" ✗" if row["pattern"] == scenarios.ANTI else "")
-        ceiling = f"{_num(row['ceiling_rps'])}: {row['binding']}" if row["ceiling_rps"] else "—"
-        ratio = f"{row['ratio']:.0%}" if row["ratio"] is not None else "—"
-        lag = row["lag"]
-        lag_text = f"{_num(lag['p99_ms'])} / {_num(lag['max_ms'])}" if lag else "—"
-        errors = str(row["errors"])
-        if row["errors"]:
-            errors += (
-                " (" + ", ".join(f"{kind}: {count}" for kind, count in row["errors_by_kind"].items()) + ")"
-            )
-        lines.append(
-            f"| {number} | {row['section']} | {pattern} | `{row['route']}` | {rps} | {ceiling} | {ratio} "
-            f"| {bound}{_num(row['p50_ms'])} | {bound}{_num(row['p99_ms'])} | {errors} | {lag_text} |"
-        )
-    overhead = report["overhead"]
-    lines += [
-        "",
-        "✗ = anti-pattern (blocking call inside `async def`, antipatterns/app.py). "
-        "Ceilings: Little's law, min(slots) / W; full-speed rows: one core at the CPU cost per request "
-        "measured in the server process (so measured / ceiling = how busy that core was). "
-        "Loop lag = latency of `GET /health/live` sent every "
-        f"{config['probe_interval'] * 1000:g} ms from another process during the row. "
-        "≥: the row was cut, unfinished requests count with their age then. "
-        "Every process here (servers, workers, PostgreSQL, the load generator) shares the machine's CPUs: "
-        "`machine_cpu_busy` in the JSON says how busy they were during each row.",
-        "",
-        *overhead_lines(overhead, config),
-        "",
-        *articles_comparison(report),
-        "",
-        "Targets"
-        + (" (quick mode: indicative only; they are for the default settings)" if config["quick"] else ""),
-        "",
-    ]
-    for target in report["targets"]:
-        status = "met" if target["met"] else "MISSED"
-        detail = f": {'; '.join(target['misses'])}" if target["misses"] else ""
-        lines.append(f"- {status}: {target['target']}{detail}")
+def markdown(report: Report) -> str:
+    lines = [*preamble(report), ""]
+    main = [row for row in report.rows if row.section != scenarios.SWEEP]
+    sweep = [row for row in report.rows if row.section == scenarios.SWEEP]
+    lines += table(main, MAIN_COLUMNS)
+    if sweep:
+        order = [spec.key for spec in scenarios.SWEEP_ROWS]
+        sweep.sort(key=lambda row: (order.index(row.key.split("@")[0]), row.concurrency))
+        lines += ["", *sweep_intro(report), "", *table(sweep, SWEEP_COLUMNS)]
+    lines += ["", LEGEND.format(probe_ms=report.config.probe_interval * 1000), ""]
+    lines += [*overhead_lines(report.overhead, report.config), "", *articles_comparison(report), ""]
+    quick = " (quick mode: indicative only; they are for the default settings)" if report.config.quick else ""
+    lines += [f"Targets{quick}", ""]
+    for target in report.targets:
+        detail = f": {'; '.join(target.misses)}" if target.misses else ""
+        lines.append(f"- {'met' if target.met else 'MISSED'}: {target.target}{detail}")
     return "\n".join(lines) + "\n"
 
 
-def overhead_lines(overhead: dict, config: dict) -> list[str]:
-    if overhead.get("ratio") is None:
-        return ["Framework overhead: not measured in this run."]
+def preamble(report: Report) -> list[str]:
+    config, limits = report.config, report.limits
     return [
-        f"Framework overhead on `GET /health/live`, same uvicorn command, "
-        f"{config['overhead_rounds']} alternated rounds of {config['overhead_requests']} requests: "
-        f"the generated app costs "
-        f"{overhead['app_cpu_us_per_request']:g} µs of server CPU per request, bare FastAPI "
-        f"{overhead['bare_cpu_us_per_request']:g} µs: the app's ceiling is {overhead['ratio']:.0%} of bare "
-        f"FastAPI's. Best rounds: {_num(overhead['app_rps'])} vs {_num(overhead['bare_rps'])} req/s "
-        f"({overhead['throughput_ratio']:.0%}; on a shared machine this one moves with the neighbours)."
-        + (
-            f" Bare FastAPI with the route in an included APIRouter, as the template's routers are: "
-            f"{overhead['routed_cpu_us_per_request']:g} µs, {overhead['routed_ratio']:.0%} of bare."
-            if overhead.get("routed_ratio")
-            else ""
-        )
+        f"Command: `{report.command}` ({'quick' if config.quick else 'default'} settings), "
+        f"{report.generated_at}, {report.machine['cpus']} CPUs, load average before "
+        f"{report.machine['loadavg_before'][0]}, measured in {report.duration_s} s.",
+        "",
+        f"Wait rows: W = {config.wait:g} s per request; at the articles' load {config.requests} requests, "
+        f"{config.concurrency} concurrent; the sweep sends {config.waves} waves at each of "
+        f"{', '.join(map(str, config.sweep))} concurrent; blocking rows are cut at "
+        f"{config.anti_seconds:g} s. "
+        f"Full-speed rows: {config.full_requests} requests, {config.full_concurrency} concurrent. "
+        f"CPU rows: {config.cpu_requests} jobs of count_primes({config.cpu_n}) = "
+        f"{limits.cpu_job_seconds * 1000:.0f} ms, {config.cpu_concurrency} concurrent.",
+        f"Limits: THREADPOOL_TOKENS {limits.threadpool_tokens}, "
+        f"SYNC_DB_POOL_SIZE {limits.sync_db_pool_size}, ASYNC_DB_POOL_SIZE {limits.async_db_pool_size}, "
+        f"HTTP_MAX_CONNECTIONS {limits.http_max_connections}, "
+        f"PROCESS_POOL_WORKERS {limits.process_pool_workers}, "
+        f"WORKER_CONCURRENCY {limits.worker_concurrency or '— (no Celery)'}.",
+        f"Load generator's own ceiling: {_num(report.loadgen_ceiling_rps)} req/s "
+        f"({report.rows[0].concurrency} connections, against bench.rawserver).",
     ]
 
 
-def articles_comparison(report: dict) -> list[str]:
+def sweep_intro(report: Report) -> list[str]:
+    return [
+        f"Concurrency sweep: the same {report.config.wait:g} s waits with more requests in flight. "
+        "An `async def` request "
+        "waiting on the upstream holds a socket; a `def` request holds a thread, so the threadpool "
+        "binds it, or it pays for as many threads as requests. With a database, the connection pool "
+        "binds both keywords alike. Server memory and threads are the highest seen during the row.",
+    ]
+
+
+def table(rows: list[Measured], columns: list[tuple[str, str, Callable[[Measured], str]]]) -> list[str]:
+    lines = [
+        "| " + " | ".join(title for title, _, _ in columns) + " |",
+        "|" + "|".join(align for _, align, _ in columns) + "|",
+    ]
+    for number, row in enumerate(rows, 1):
+        cells = [str(number) if title == "#" else cell(row) for title, _, cell in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _rps(row: Measured) -> str:
+    text = _num(row.rps)
+    if row.cut_at_max_seconds:
+        text += f" (cut at {row.elapsed_s:.0f} s: {row.completed} done)"
+    if row.rounds_rps:
+        text += f" (best of {len(row.rounds_rps)})"
+    return text
+
+
+def _errors(row: Measured) -> str:
+    kinds = ", ".join(f"{kind}: {count}" for kind, count in row.errors_by_kind.items())
+    return f"{row.errors} ({kinds})" if row.errors else "0"
+
+
+def _bound(row: Measured, value: float | None) -> str:
+    return ("≥ " if row.latency_is_lower_bound else "") + _num(value)
+
+
+def _lag(row: Measured) -> str:
+    return f"{_num(row.lag.p99_ms)} / {_num(row.lag.max_ms)}" if row.lag else "—"
+
+
+COMMON_COLUMNS = [
+    ("req/s", "---:", _rps),
+    (
+        "ceiling req/s: what binds",
+        "---",
+        lambda r: f"{_num(r.ceiling_rps)}: {r.binding}" if r.binding else "—",
+    ),
+    ("measured / ceiling", "---:", lambda r: f"{r.ratio:.0%}" if r.ratio is not None else "—"),
+    ("p50 ms", "---:", lambda r: _bound(r, r.p50_ms)),
+    ("p99 ms", "---:", lambda r: _bound(r, r.p99_ms)),
+    ("errors", "---:", _errors),
+    ("loop lag p99 / max ms", "---:", _lag),
+]
+MAIN_COLUMNS = [
+    ("#", "---", str),
+    ("section", "---", lambda r: r.section),
+    ("pattern", "---", lambda r: r.label + (" ✗" if r.pattern == scenarios.ANTI else "")),
+    ("route", "---", lambda r: f"`{r.route}`"),
+    *COMMON_COLUMNS,
+]
+SWEEP_COLUMNS = [
+    ("#", "---", str),
+    ("pattern", "---", lambda r: r.label + (" ✗" if r.pattern == scenarios.ANTI else "")),
+    ("concurrent", "---:", lambda r: str(r.concurrency)),
+    *COMMON_COLUMNS,
+    ("server RSS MB", "---:", lambda r: _num(r.server_rss_mb)),
+    ("server threads", "---:", lambda r: str(r.server_threads or "—")),
+]
+LEGEND = (
+    "✗ = anti-pattern (blocking call inside `async def`, antipatterns/app.py). "
+    "Ceilings: Little's law, min(slots) / W; full-speed rows: one core at the CPU cost per request "
+    "measured in the server process (so measured / ceiling = how busy that core was). "
+    "Loop lag = latency of `GET /health/live` sent every {probe_ms:g} ms from another process during the "
+    "row. "
+    "≥: the row was cut, unfinished requests count with their age then. "
+    "Every process here (servers, workers, PostgreSQL, the load generator) shares the machine's CPUs: "
+    "`machine_cpu_busy` in the JSON says how busy they were during each row."
+)
+
+
+def overhead_lines(overhead: Overhead, config: Config) -> list[str]:
+    if overhead.ratio is None:
+        return ["Framework overhead: not measured in this run."]
+    routed = (
+        f" Bare FastAPI with the route in an included APIRouter, as the template's routers are: "
+        f"{overhead.routed_cpu_us_per_request:g} µs, {overhead.routed_ratio:.0%} of bare."
+        if overhead.routed_ratio
+        else ""
+    )
+    return [
+        f"Framework overhead on `GET /health/live`, same uvicorn command, {config.overhead_rounds} "
+        f"alternated rounds of {config.overhead_requests} requests: the generated app costs "
+        f"{overhead.app_cpu_us_per_request:g} µs of server CPU per request, bare FastAPI "
+        f"{overhead.bare_cpu_us_per_request:g} µs: the app's ceiling is {overhead.ratio:.0%} of bare "
+        f"FastAPI's. Best rounds: {_num(overhead.app_rps)} vs {_num(overhead.bare_rps)} req/s "
+        f"({overhead.throughput_ratio:.0%}; on a shared machine this one moves with the neighbours)." + routed
+    ]
+
+
+def articles_comparison(report: Report) -> list[str]:
     """Different waits, same shape: req/s x wait = requests served at once, comparable across W."""
-    by_key = {row["key"]: row for row in report["rows"]}
     lines = [
         "Against the articles (req/s x seconds of wait per request = requests in service at once):",
         "",
@@ -141,8 +196,8 @@ def articles_comparison(report: dict) -> list[str]:
     for figures in ARTICLE_FIGURES:
         cells = [_served(figures["rps"].get(key), figures["wait_s"]) for key in keys]
         lines.append(f"| {figures['article']} | " + " | ".join(cells) + " |")
-    wait = report["config"]["wait"]
-    cells = [_served(by_key[key]["rps"] if key in by_key else None, wait) for key in keys]
+    measured = [report.row(key) for key in keys]
+    cells = [_served(row.rps if row else None, report.config.wait) for row in measured]
     lines.append("| this run | " + " | ".join(cells) + " |")
     return lines
 
@@ -151,7 +206,7 @@ def _served(rps: float | None, wait: float) -> str:
     return "—" if rps is None else f"{rps:.3g} req/s x {wait:g} s = {rps * wait:.1f}"
 
 
-def chart(report: dict, path: Path) -> bool:
+def chart(report: Report, path: Path) -> bool:
     """req/s per row beside its ceiling, log scale; False when matplotlib is not installed."""
     try:
         import matplotlib
@@ -160,31 +215,28 @@ def chart(report: dict, path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    rows = report["rows"]
+    rows = report.rows
     colours = {scenarios.CORRECT: "#2b8a3e", scenarios.ANTI: "#c92a2a", scenarios.REFERENCE: "#868e96"}
-    labels = [f"{row['label']}  {row['route']}" for row in rows]
+    labels = [
+        f"{row.label}  {row.route}" + (f"  C={row.concurrency}" if "@" in row.key else "") for row in rows
+    ]
     positions = list(range(len(rows)))[::-1]
     figure, axes = plt.subplots(figsize=(13, 0.42 * len(rows) + 1.8))
-    ceilings = [row["ceiling_rps"] or 0 for row in rows]
-    axes.barh(positions, ceilings, height=0.8, color="none", edgecolor="#343a40", linestyle="--")
-    axes.barh(
-        positions,
-        [max(row["rps"], 1e-3) for row in rows],
-        height=0.55,
-        color=[colours[row["pattern"]] for row in rows],
-    )
-    for position, row in zip(positions, rows, strict=True):
-        ratio = f"  {row['ratio']:.0%} of ceiling" if row["ratio"] is not None else ""
-        axes.text(max(row["rps"], 1e-3), position, f" {_num(row['rps'])}{ratio}", va="center", fontsize=8)
+    axes.barh(positions, [row.ceiling_rps or 0 for row in rows], height=0.8, color="none",
+              edgecolor="#343a40", linestyle="--")  # fmt: skip
+    rates = [max(row.rps, 1e-3) for row in rows]
+    axes.barh(positions, rates, height=0.55, color=[colours[row.pattern] for row in rows])
+    for position, rate, row in zip(positions, rates, rows, strict=True):
+        ratio = f"  {row.ratio:.0%} of ceiling" if row.ratio is not None else ""
+        axes.text(rate, position, f" {_num(row.rps)}{ratio}", va="center", fontsize=8)
     axes.set_yticks(positions, labels, fontsize=8)
     axes.set_xscale("log")
     # Room on the right for the labels, and the axis starting below the slowest bar.
-    values = [value for row in rows for value in (row["rps"], row["ceiling_rps"] or 0) if value > 0]
+    values = [value for row in rows for value in (row.rps, row.ceiling_rps or 0) if value > 0]
     axes.set_xlim(min(values) / 3, max(values) * 8)
     axes.set_xlabel("requests per second (log scale); dashed box = ceiling")
-    config = report["config"]
     axes.set_title(
-        f"make bench: C={config['concurrency']}, W={config['wait']:g} s, {report['machine']['cpus']} CPUs "
+        f"make bench: W={report.config.wait:g} s, {report.machine['cpus']} CPUs "
         f"— green correct, red anti-pattern, grey reference",
         fontsize=10,
     )
@@ -195,16 +247,15 @@ def chart(report: dict, path: Path) -> bool:
     return True
 
 
-def write(report: dict, directory: Path) -> dict[str, Path]:
+def write(report: Report, directory: Path) -> dict[str, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     paths = {
         kind: directory / f"bench.{suffix}"
         for kind, suffix in (("markdown", "md"), ("json", "json"), ("png", "png"))
     }
-    text = markdown(report)
-    paths["markdown"].write_text(text)
+    paths["markdown"].write_text(markdown(report))
     if not chart(report, paths["png"]):
         del paths["png"]
-    report["outputs"] = {kind: str(path) for kind, path in paths.items()}
-    paths["json"].write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    report.outputs = {kind: str(path) for kind, path in paths.items()}
+    paths["json"].write_text(json.dumps(asdict(report), indent=2, ensure_ascii=False) + "\n")
     return paths

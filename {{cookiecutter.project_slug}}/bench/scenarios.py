@@ -1,13 +1,15 @@
 """What the benchmark measures: one Row per pattern, with the ceiling Little's law gives it.
 
-Little's law: throughput = requests in service / time each spends there. A route whose requests
-each wait W seconds can serve at most `slots / W` requests per second, where `slots` is the
-smallest of the limits on how many can wait at once: the client's concurrency, the threadpool
-tokens, a connection pool, or 1 when the wait blocks the event loop. That smallest limit "binds".
-CPU jobs are the same with W = the job's CPU time and the slots = processes that can compute at
-once (never more than the CPU count). Rows with no wait at all ("full speed") are bound by the
-server's own CPU: their ceiling is what one core would serve at the CPU cost per request measured
-during the run, so measured / ceiling there is how busy the server's core was.
+A route whose requests each wait W seconds serves at most `slots / W` requests per second, where
+`slots` is the smallest limit on how many can wait at once (Little's law, explained with the
+settings in config.py): the client's concurrency, the threadpool tokens, a connection pool, or 1
+when the wait blocks the event loop. That smallest limit "binds", and the table names it. CPU jobs
+are the same with W = the job's CPU time. Rows with no wait ("full speed") are bound by the
+server's own CPU: their ceiling is what one core serves at the CPU cost per request measured during
+the run.
+
+The rows are data: one line each below, a URL template ({w}: the wait, {n}: the CPU job's size)
+and the names of the limits that bound it.
 """
 
 from dataclasses import dataclass, field
@@ -16,6 +18,7 @@ from . import loadgen
 
 ARTICLES = "articles"
 IO = "real I/O"
+SWEEP = "concurrency sweep"
 CPU = "CPU"
 OVERHEAD = "overhead"
 CONTROL = "load generator"
@@ -24,6 +27,18 @@ CORRECT = "correct"
 ANTI = "anti-pattern"
 REFERENCE = "reference"
 
+# Limit names, as the table prints them.
+CLIENTS = "concurrency"
+LOOP = "one event loop"
+TOKENS = "THREADPOOL_TOKENS"
+SYNC_POOL = "SYNC_DB_POOL_SIZE"
+ASYNC_POOL = "ASYNC_DB_POOL_SIZE"
+HTTP_CONNECTIONS = "HTTP_MAX_CONNECTIONS"
+REQUESTS_POOL = "requests pool"  # sized to the tokens (clients.py): one connection per thread
+PROCESSES = "PROCESS_POOL_WORKERS"
+CELERY = "WORKER_CONCURRENCY"
+CPUS = "CPUs"
+
 
 @dataclass
 class Config:
@@ -31,11 +46,13 @@ class Config:
 
     quick: bool
     only: list[str] | None  # row keys (prefixes) to run; None: all
-    requests: int  # per wait row (the articles: 300)
-    anti_requests: int  # per blocking anti-pattern row
-    concurrency: int  # per wait row (the articles: 100)
+    requests: int  # per wait row at the articles' load (the articles: 300)
+    concurrency: int  # the articles' load (100)
+    sweep: list[int]  # concurrency levels of the sweep
+    waves: int  # sweep rows send waves x concurrency requests
     wait: float  # seconds of wait per request (the articles: 0.5)
-    max_seconds: float  # per row: the blocking rows would otherwise take requests * wait
+    max_seconds: float  # per row: a safety cut
+    anti_seconds: float  # blocking rows run this long (they would take requests x wait)
     full_requests: int  # per full-speed row
     full_concurrency: int
     cpu_n: int  # count primes below n: one CPU job
@@ -62,22 +79,53 @@ class Limits:
     cpus: int
     cpu_job_seconds: float  # calibrated: count_primes(cpu_n) in this process
 
+    def by_name(self, concurrency: int) -> dict[str, int | None]:
+        return {
+            CLIENTS: concurrency,
+            LOOP: 1,
+            TOKENS: self.threadpool_tokens,
+            REQUESTS_POOL: self.threadpool_tokens,
+            SYNC_POOL: self.sync_db_pool_size,
+            ASYNC_POOL: self.async_db_pool_size,
+            HTTP_CONNECTIONS: self.http_max_connections,
+            PROCESSES: self.process_pool_workers,
+            CELERY: self.worker_concurrency,
+            CPUS: self.cpus,
+        }
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One row as written in the tables below."""
+
+    key: str
+    label: str
+    server: str  # a Stack service: api, anti, threads, bare, routed, upstream, raw
+    url: str
+    pattern: str
+    binds: tuple[str, ...] = ()
+    twins: tuple[str, ...] = ()  # correct rows (key prefixes) an anti-pattern is compared with
+    note: str = ""
+
 
 @dataclass
 class Row:
     key: str
     section: str
     label: str
-    server: str  # a Stack service: api, anti, bare, upstream, raw
+    server: str
     route: str
     pattern: str
     kind: str  # "wait" (Little's law), "cpu" (jobs), "full" (no wait: CPU-bound)
     operation: loadgen.Operation
     requests: int
     concurrency: int
+    max_seconds: float
     wait: float | None = None  # per request: the wait (wait rows) or the job's CPU time (cpu rows)
     limits: dict[str, int] = field(default_factory=dict)
-    twins: tuple[str, ...] = ()  # keys of the correct rows an anti-pattern is compared with
+    twins: tuple[str, ...] = ()
+    # Settings the row's server runs with, beyond the defaults (it is restarted when they change).
+    server_env: dict[str, str] = field(default_factory=dict)
     # Servers restarted before the row. A pool keeps every connection it ever opened: fresh processes
     # keep the run's PostgreSQL connections near one pool at a time (max_connections is often 100).
     restart_before: tuple[str, ...] = ()
@@ -101,286 +149,154 @@ class Row:
         return slots / self.wait, f"{binding} / {self.wait:.3g} s"
 
 
-def build_rows(config: Config, limits: Limits, has_celery: bool, item_ids: list[int]) -> list[Row]:
-    c, w = config.concurrency, config.wait
-    wait_row = {"requests": config.requests, "concurrency": c, "wait": w, "kind": "wait"}
-    # One request per connection: at 1 / W req/s the articles' 300 would take 150 s a row, for the
-    # same throughput.
-    anti_row = {**wait_row, "requests": config.anti_requests}
-    tokens = {"concurrency": c, "THREADPOOL_TOKENS": limits.threadpool_tokens}
-    loop = {"concurrency": c, "one event loop": 1}
-    full = {"requests": config.full_requests, "concurrency": config.full_concurrency, "kind": "full"}
+# fmt: off
+ARTICLE_ROWS = [  # the articles' four ways to wait W seconds per request
+    Spec("articles.def", "def + time.sleep", "anti", "/articles/def-sleep?seconds={w}", CORRECT, (CLIENTS, TOKENS)),
+    Spec("articles.async", "async def + asyncio.sleep", "anti", "/articles/async-sleep?seconds={w}", CORRECT, (CLIENTS,)),
+    Spec("articles.threadpool", "async def + run_in_threadpool(time.sleep)", "anti", "/articles/threadpool-sleep?seconds={w}", CORRECT, (CLIENTS, TOKENS)),
+    Spec("articles.blocking", "async def + time.sleep", "anti", "/anti/sleep?seconds={w}", ANTI, (CLIENTS, LOOP), ("articles.def", "articles.async", "articles.threadpool")),
+]
+SWEEP_ROWS = [  # the same wait in the upstream service and in PostgreSQL, at each concurrency level
+    Spec("upstream.async", "async def + httpx", "api", "/async/upstream?delay={w}", CORRECT, (CLIENTS, HTTP_CONNECTIONS)),
+    Spec("upstream.sync", "def + requests", "api", "/sync/upstream?delay={w}", CORRECT, (CLIENTS, TOKENS, REQUESTS_POOL)),
+    Spec("upstream.threads", "def + requests, THREADPOOL_TOKENS = concurrency", "threads", "/sync/upstream?delay={w}", REFERENCE, (CLIENTS, TOKENS, REQUESTS_POOL), note="threads raised to compete"),
+    Spec("upstream.anti", "async def + requests", "anti", "/anti/upstream?delay={w}", ANTI, (CLIENTS, LOOP), ("upstream.async", "upstream.sync")),
+    Spec("db.async", "async def + asyncpg", "api", "/async/db-wait?seconds={w}", CORRECT, (CLIENTS, ASYNC_POOL)),
+    Spec("db.sync", "def + psycopg2", "api", "/sync/db-wait?seconds={w}", CORRECT, (CLIENTS, TOKENS, SYNC_POOL)),
+]
+IO_ROWS = [  # at the articles' load only
+    Spec("io.db.anti", "async def + psycopg2", "anti", "/anti/db-wait?seconds={w}", ANTI, (CLIENTS, LOOP), ("db.async", "db.sync")),
+    # The route commits (returning its connection) before the blocking call: only tokens are held.
+    Spec("io.mixed", "async def + asyncpg + run_in_threadpool(requests)", "api", "/mixed/report?delay={w}", CORRECT, (CLIENTS, TOKENS)),
+    Spec("io.mixed.anti", "async def + asyncpg + requests (naive)", "anti", "/anti/mixed?delay={w}", ANTI, (CLIENTS, LOOP), ("io.mixed",)),
+]
+CPU_ROWS = [
+    Spec("cpu.inline", "async def + CPU inline", "anti", "/anti/cpu?n={n}", ANTI, (CLIENTS, LOOP), ("cpu.pool", "cpu.celery")),
+    Spec("cpu.pool", "process pool", "api", "/cpu/compute?n={n}", CORRECT, (CLIENTS, CPUS, PROCESSES)),
+]
+OVERHEAD_ROWS = [  # the same trivial route, same uvicorn command
+    Spec("overhead.bare", "bare FastAPI", "bare", "/health/live", REFERENCE),
+    Spec("overhead.routed", "bare FastAPI, route in an APIRouter", "routed", "/health/live", REFERENCE),
+    Spec("overhead.app", "generated app", "api", "/health/live", CORRECT),
+]
+# fmt: on
 
-    def path(template: str) -> loadgen.Operation:
-        return loadgen.get(lambda _: template)
 
-    def get(url: str) -> dict:
-        """A row's route and its operation, from one URL."""
-        return {"route": f"GET {url}", "operation": path(url)}
+def sweep_key(spec: Spec, concurrency: int) -> str:
+    return f"{spec.key}@{concurrency}"
 
-    def items(prefix: str) -> loadgen.Operation:
-        return loadgen.get(lambda i: f"{prefix}/items/{item_ids[i % len(item_ids)]}")
 
-    rows = [
-        Row(
-            "loadgen.raw",
-            CONTROL,
-            "load generator vs canned-answer server",
-            "raw",
-            "GET / (bench.rawserver)",
-            REFERENCE,
-            "full",
-            path("/"),
-            config.loadgen_requests,
-            config.full_concurrency,
-            note="its req/s is the client's own ceiling",
-        ),
-        Row(
-            "loadgen.upstream",
-            CONTROL,
-            "upstream stand-in alone",
-            "upstream",
-            pattern=REFERENCE,
-            **get(f"/delay/{w:g}"),
-            limits={"concurrency": c},
-            note="checks the client reaches C / W against a pure-async server",
-            **wait_row,
-        ),
-        # The articles' four ways to wait W seconds per request.
-        Row(
-            "articles.def",
-            ARTICLES,
-            "def + time.sleep",
-            "anti",
-            pattern=CORRECT,
-            **get(f"/articles/def-sleep?seconds={w:g}"),
-            limits=tokens,
-            **wait_row,
-        ),
-        Row(
-            "articles.async",
-            ARTICLES,
-            "async def + asyncio.sleep",
-            "anti",
-            pattern=CORRECT,
-            **get(f"/articles/async-sleep?seconds={w:g}"),
-            limits={"concurrency": c},
-            **wait_row,
-        ),
-        Row(
-            "articles.threadpool",
-            ARTICLES,
-            "async def + run_in_threadpool(time.sleep)",
-            "anti",
-            pattern=CORRECT,
-            **get(f"/articles/threadpool-sleep?seconds={w:g}"),
-            limits=tokens,
-            **wait_row,
-        ),
-        Row(
-            "articles.blocking",
-            ARTICLES,
-            "async def + time.sleep",
-            "anti",
-            pattern=ANTI,
-            **get(f"/anti/sleep?seconds={w:g}"),
-            limits=loop,
-            twins=("articles.def", "articles.async", "articles.threadpool"),
-            **anti_row,
-        ),
-        # The same wait, spent in PostgreSQL (pg_sleep) and in the upstream service.
-        Row(
-            "io.db.async",
-            IO,
-            "async def + asyncpg",
-            "api",
-            pattern=CORRECT,
-            **get(f"/async/db-wait?seconds={w:g}"),
-            limits={"concurrency": c, "ASYNC_DB_POOL_SIZE": limits.async_db_pool_size},
-            **wait_row,
-        ),
-        Row(
-            "io.db.sync",
-            IO,
-            "def + psycopg2",
-            "api",
-            pattern=CORRECT,
-            **get(f"/sync/db-wait?seconds={w:g}"),
-            limits={**tokens, "SYNC_DB_POOL_SIZE": limits.sync_db_pool_size},
-            restart_before=("api",),
-            **wait_row,
-        ),
-        Row(
-            "io.db.anti",
-            IO,
-            "async def + psycopg2",
-            "anti",
-            pattern=ANTI,
-            **get(f"/anti/db-wait?seconds={w:g}"),
-            limits=loop,
-            twins=("io.db.async", "io.db.sync"),
-            **anti_row,
-        ),
-        Row(
-            "io.upstream.async",
-            IO,
-            "async def + httpx",
-            "api",
-            pattern=CORRECT,
-            **get(f"/async/upstream?delay={w:g}"),
-            limits={"concurrency": c, "HTTP_MAX_CONNECTIONS": limits.http_max_connections},
-            restart_before=("api",),
-            **wait_row,
-        ),
-        Row(
-            "io.upstream.sync",
-            IO,
-            "def + requests",
-            "api",
-            pattern=CORRECT,
-            **get(f"/sync/upstream?delay={w:g}"),
-            # requests' pool is sized to the tokens (clients.py): one connection per thread.
-            limits={**tokens, "requests pool": limits.threadpool_tokens},
-            **wait_row,
-        ),
-        Row(
-            "io.upstream.anti",
-            IO,
-            "async def + requests",
-            "anti",
-            pattern=ANTI,
-            **get(f"/anti/upstream?delay={w:g}"),
-            limits=loop,
-            twins=("io.upstream.async", "io.upstream.sync"),
-            **anti_row,
-        ),
-        Row(
-            "io.mixed",
-            IO,
-            "async def + asyncpg + run_in_threadpool(requests)",
-            "api",
-            pattern=CORRECT,
-            **get(f"/mixed/report?delay={w:g}"),
-            # The route commits (returning its connection) before the blocking call, so only the
-            # threadpool tokens are held across the upstream wait.
-            limits=tokens,
-            **wait_row,
-        ),
-        Row(
-            "io.mixed.anti",
-            IO,
-            "async def + asyncpg + requests (naive)",
-            "anti",
-            pattern=ANTI,
-            **get(f"/anti/mixed?delay={w:g}"),
-            limits=loop,
-            twins=("io.mixed",),
-            **anti_row,
-        ),
-        Row(
-            "io.items.async",
-            IO,
-            "async def + asyncpg, full speed",
-            "api",
-            "GET /async/items/{id}",
-            CORRECT,
-            operation=items("/async"),
-            **full,
-        ),
-        Row(
-            "io.items.sync",
-            IO,
-            "def + psycopg2, full speed",
-            "api",
-            "GET /sync/items/{id}",
-            CORRECT,
-            operation=items("/sync"),
-            **full,
-        ),
-    ]
-    n, job = config.cpu_n, limits.cpu_job_seconds
-    cpu_row = {
-        "requests": config.cpu_requests,
-        "concurrency": config.cpu_concurrency,
-        "wait": job,
-        "kind": "cpu",
-    }
-    cpu_c = {"concurrency": config.cpu_concurrency, "CPUs": limits.cpus}
-    rows += [
-        Row(
-            "cpu.inline",
-            CPU,
-            "async def + CPU inline",
-            "anti",
-            pattern=ANTI,
-            **get(f"/anti/cpu?n={n}"),
-            limits={"concurrency": config.cpu_concurrency, "one event loop": 1},
-            twins=("cpu.pool", "cpu.celery"),
-            restart_before=("api", "anti"),
-            **cpu_row,
-        ),
-        Row(
-            "cpu.pool",
-            CPU,
-            "process pool",
-            "api",
-            pattern=CORRECT,
-            **get(f"/cpu/compute?n={n}"),
-            limits={**cpu_c, "PROCESS_POOL_WORKERS": limits.process_pool_workers},
-            **cpu_row,
-        ),
-    ]
-    if has_celery and limits.worker_concurrency:
-        rows.append(
-            Row(
-                "cpu.celery",
-                CPU,
-                "Celery job, submit + poll",
-                "api",
-                f"POST /cpu/jobs n={n}, GET /cpu/jobs/" + "{id}",
-                CORRECT,
-                operation=loadgen.celery_job(n, config.poll_interval),
-                limits={**cpu_c, "WORKER_CONCURRENCY": limits.worker_concurrency},
-                note=f"polled every {config.poll_interval * 1000:g} ms",
-                **cpu_row,
-            )
+class Builder:
+    """Turns Specs into Rows for one run: fills in the wait, the limits and the load."""
+
+    def __init__(self, config: Config, limits: Limits) -> None:
+        self.config = config
+        self.limits = limits
+
+    def row(self, spec: Spec, section: str, kind: str, requests: int, concurrency: int, **extra) -> Row:
+        url = spec.url.format(w=f"{self.config.wait:g}", n=self.config.cpu_n)
+        values = self.limits.by_name(concurrency) | extra.pop("limit_values", {})
+        anti = spec.pattern == ANTI
+        return Row(
+            key=extra.pop("key", spec.key),
+            section=section,
+            label=spec.label,
+            server=spec.server,
+            route=extra.pop("route", f"GET {url}"),
+            pattern=spec.pattern,
+            kind=kind,
+            operation=extra.pop("operation", loadgen.get(lambda _: url)),
+            # A blocking row serves 1 / W req/s whatever it is sent: one wave, cut after anti_seconds.
+            requests=concurrency if anti and kind == "wait" else requests,
+            concurrency=concurrency,
+            max_seconds=self.config.anti_seconds if anti else self.config.max_seconds,
+            limits={name: values[name] for name in spec.binds},
+            twins=extra.pop("twins", spec.twins),
+            note=extra.pop("note", spec.note),
+            **extra,
         )
+
+    def wait_row(self, spec: Spec, section: str, requests: int, concurrency: int, **extra) -> Row:
+        return self.row(spec, section, "wait", requests, concurrency, wait=self.config.wait, **extra)
+
+
+def build_rows(config: Config, limits: Limits, has_celery: bool, item_ids: list[int]) -> list[Row]:
+    build = Builder(config, limits)
+    c = config.concurrency
+    rows = [*control_rows(config, build)]
+    rows += [build.wait_row(spec, ARTICLES, config.requests, c) for spec in ARTICLE_ROWS]
+    for level in config.sweep:
+        rows += [sweep_row(build, spec, level) for spec in SWEEP_ROWS]
+    rows += [build.wait_row(spec, IO, config.requests, c, twins=io_twins(spec, c)) for spec in IO_ROWS]
+    rows += item_rows(config, build, item_ids)
+    rows += cpu_rows(config, build, has_celery)
     return rows
 
 
-def overhead_rows(config: Config) -> list[Row]:
-    """The same trivial route on bare FastAPI and on the generated app, same uvicorn command."""
-    common = {"requests": config.overhead_requests, "concurrency": config.full_concurrency, "kind": "full"}
-    live = loadgen.get(lambda _: "/health/live")
+def io_twins(spec: Spec, concurrency: int) -> tuple[str, ...]:
+    """An I/O anti-pattern is compared with its twins in the sweep at the same concurrency."""
+    sweep_keys = {row.key for row in SWEEP_ROWS}
+    return tuple(f"{twin}@{concurrency}" if twin in sweep_keys else twin for twin in spec.twins)
+
+
+def sweep_row(build: Builder, spec: Spec, level: int) -> Row:
+    extra: dict = {"key": sweep_key(spec, level), "twins": tuple(f"{t}@{level}" for t in spec.twins)}
+    if spec.server == "threads":
+        # As many threads (and requests-pool connections) as requests in flight; the settings
+        # refuse a psycopg2 pool smaller than the tokens, though these rows never open one.
+        extra["server_env"] = {"THREADPOOL_TOKENS": str(level), "SYNC_DB_POOL_SIZE": str(level)}
+        extra["limit_values"] = {TOKENS: level, REQUESTS_POOL: level}
+    if spec.key.startswith("db."):
+        extra["restart_before"] = ("api",)  # one pool's connections at a time (see Row)
+    return build.wait_row(spec, SWEEP, build.config.waves * level, level, **extra)
+
+
+def control_rows(config: Config, build: Builder) -> list[Row]:
+    raw = Spec("loadgen.raw", "load generator vs canned-answer server", "raw", "/", REFERENCE)
+    upstream = Spec(
+        "loadgen.upstream", "upstream stand-in alone", "upstream", "/delay/{w}", REFERENCE, (CLIENTS,)
+    )
+    top = max(config.sweep)
     return [
-        Row(
-            "overhead.bare",
-            OVERHEAD,
-            "bare FastAPI",
-            "bare",
-            "GET /health/live",
-            REFERENCE,
-            operation=live,
-            **common,
-        ),
-        Row(
-            "overhead.routed",
-            OVERHEAD,
-            "bare FastAPI, route in an APIRouter",
-            "routed",
-            "GET /health/live",
-            REFERENCE,
-            operation=live,
-            **common,
-        ),
-        Row(
-            "overhead.app",
-            OVERHEAD,
-            "generated app",
-            "api",
-            "GET /health/live",
-            CORRECT,
-            operation=live,
-            **common,
-        ),
+        build.row(raw, CONTROL, "full", config.loadgen_requests, config.full_concurrency,
+                  route="GET / (bench.rawserver)", note="its req/s is the client's own ceiling"),
+        build.wait_row(upstream, CONTROL, config.waves * top, top,
+                       note="checks the client and the upstream reach C / W at the sweep's top level"),
+    ]  # fmt: skip
+
+
+def item_rows(config: Config, build: Builder, item_ids: list[int]) -> list[Row]:
+    def read(prefix: str) -> loadgen.Operation:
+        return loadgen.get(lambda i: f"{prefix}/items/{item_ids[i % len(item_ids)]}")
+
+    rows = []
+    for prefix, label in (("/async", "async def + asyncpg"), ("/sync", "def + psycopg2")):
+        spec = Spec(f"io.items{prefix.replace('/', '.')}", f"{label}, full speed", "api", "", CORRECT)
+        route = f"GET {prefix}/items/" + "{id}"  # (braces doubled would be Jinja)
+        rows.append(build.row(spec, IO, "full", config.full_requests, config.full_concurrency,
+                              route=route, operation=read(prefix)))  # fmt: skip
+    return rows
+
+
+def cpu_rows(config: Config, build: Builder, has_celery: bool) -> list[Row]:
+    job = build.limits.cpu_job_seconds
+    load = {"requests": config.cpu_requests, "concurrency": config.cpu_concurrency}
+    rows = [build.row(spec, CPU, "cpu", **load, wait=job) for spec in CPU_ROWS]
+    rows[0].restart_before = ("api", "anti")
+    if has_celery and build.limits.worker_concurrency:
+        celery = Spec("cpu.celery", "Celery job, submit + poll", "api", "", CORRECT, (CLIENTS, CPUS, CELERY))
+        rows.append(
+            build.row(celery, CPU, "cpu", **load, wait=job,
+                      route=f"POST /cpu/jobs n={config.cpu_n}, GET /cpu/jobs/" + "{id}",
+                      operation=loadgen.celery_job(config.cpu_n, config.poll_interval),
+                      note=f"polled every {config.poll_interval * 1000:g} ms")
+        )  # fmt: skip
+    return rows
+
+
+def overhead_rows(config: Config, limits: Limits) -> list[Row]:
+    build = Builder(config, limits)
+    return [
+        build.row(spec, OVERHEAD, "full", config.overhead_requests, config.full_concurrency)
+        for spec in OVERHEAD_ROWS
     ]

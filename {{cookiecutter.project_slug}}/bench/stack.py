@@ -6,6 +6,7 @@ service with tools.native on a free loopback port:
 
     upstream  the compose `upstream` command (the slow third-party stand-in)
     api       the compose `api` command: the generated application
+    threads   the same, restarted with THREADPOOL_TOKENS raised for a row (the threads-compete rows)
     anti      the same command serving bench.articles_app (anti-patterns + the articles' routes)
     bare      the same command serving bench.bare_app (bare FastAPI, for the overhead ratio)
     routed    the same, with the route in an included APIRouter (bench.bare_app:routed_app)
@@ -37,6 +38,7 @@ from tools.native import (
 SLUG = "{{ cookiecutter.project_slug }}"
 APPS = {
     "api": None,
+    "threads": None,
     "anti": "bench.articles_app:app",
     "bare": "bench.bare_app:app",
     "routed": "bench.bare_app:routed_app",
@@ -112,6 +114,7 @@ class Stack:
             self.env["REDIS_URL"] = f"{base.rsplit('/', 1)[0]}/{redis_db_number()}"
         self.upstream = Service("upstream", self.env, port=upstream_port, log_dir=log_dir)
         self.services: dict[str, Service] = {}
+        self.overrides: dict[str, dict[str, str]] = {}  # per server: settings beyond self.env
         self.worker: Service | None = None
         self.raw = RawServer(log_dir)
         self.settings: Settings | None = None
@@ -139,7 +142,7 @@ class Stack:
         ensure_database(self.settings)
         self._database_made = True
         run_once("migrate", self.env)
-        for name in ("api", "anti"):
+        for name in ("api", "threads", "anti"):
             self.services[name] = self._api_service(name).start()
         self.upstream.wait_http("/health")
         for service in self.services.values():
@@ -150,12 +153,20 @@ class Stack:
         self.raw.wait()
 
     def _api_service(self, name: str) -> Service:
-        service = Service("api", self.env, port=free_port(), log_dir=self.log_dir, app=APPS[name])
+        env = {**self.env, **self.overrides.get(name, {})}
+        service = Service("api", env, port=free_port(), log_dir=self.log_dir, app=APPS[name])
         service.log_path = self.log_dir / f"{name}.log"
         return service
 
-    def restart(self, name: str) -> Service:
-        """A fresh process: after a cut anti-pattern row the old one still owes minutes of blocking."""
+    def env_of(self, name: str) -> dict[str, str]:
+        return self.overrides.get(name, {})
+
+    def restart(self, name: str, overrides: dict[str, str] | None = None) -> Service:
+        """A fresh process, with these settings beyond the run's (None: the ones it had).
+
+        Also after a cut anti-pattern row: the old process still owes minutes of blocking."""
+        if overrides is not None:
+            self.overrides[name] = overrides
         self.services[name].kill()
         service = self._api_service(name).start()
         service.wait_http("/health/live", timeout=60)

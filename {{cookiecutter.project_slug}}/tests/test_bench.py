@@ -19,6 +19,13 @@ import pytest
 from tools.native import PROJECT_ROOT, compose_services
 
 WIDE_MARGIN = 5  # quick mode: C = 20 connections, so a blocked loop is ~20x slower than its twin
+STATIC_ROWS = {
+    "loadgen.raw", "loadgen.upstream",
+    "articles.def", "articles.async", "articles.threadpool", "articles.blocking",
+    "io.db.anti", "io.mixed", "io.mixed.anti", "io.items.async", "io.items.sync",
+    "cpu.inline", "cpu.pool", "overhead.bare", "overhead.routed", "overhead.app",
+}  # fmt: skip
+SWEEP = ["upstream.async", "upstream.sync", "upstream.threads", "upstream.anti", "db.async", "db.sync"]
 
 
 @pytest.fixture(scope="module")
@@ -43,20 +50,14 @@ def rows(quick: dict) -> dict[str, dict]:
     return {row["key"]: row for row in quick["report"]["rows"]}
 
 
+def expected_keys(report: dict) -> set[str]:
+    sweep = {f"{name}@{level}" for level in report["config"]["sweep"] for name in SWEEP}
+    return STATIC_ROWS | sweep | ({"cpu.celery"} if "worker" in compose_services() else set())
+
+
 def test_every_row_is_measured(quick: dict, rows: dict[str, dict]) -> None:
-    expected = {
-        "loadgen.raw", "loadgen.upstream",
-        "articles.def", "articles.async", "articles.threadpool", "articles.blocking",
-        "io.db.async", "io.db.sync", "io.db.anti",
-        "io.upstream.async", "io.upstream.sync", "io.upstream.anti",
-        "io.mixed", "io.mixed.anti", "io.items.async", "io.items.sync",
-        "cpu.inline", "cpu.pool", "overhead.bare", "overhead.routed", "overhead.app",
-    }  # fmt: skip
-    has_celery = "worker" in compose_services()
-    assert quick["report"]["has_celery"] is has_celery
-    if has_celery:
-        expected.add("cpu.celery")
-    assert set(rows) == expected
+    assert quick["report"]["has_celery"] is ("worker" in compose_services())
+    assert set(rows) == expected_keys(quick["report"])
     for row in rows.values():
         assert not row["cut_at_max_seconds"], row["key"]
         assert row["completed"] + row["errors"] == row["requests"], row["key"]
@@ -64,6 +65,10 @@ def test_every_row_is_measured(quick: dict, rows: dict[str, dict]) -> None:
         if row["pattern"] != "anti-pattern":
             # (A blocked loop may push an anti-pattern's pool waits past DB_POOL_TIMEOUT: a 503.)
             assert row["errors"] == 0, (row["key"], row["errors_by_kind"])
+
+
+def quick_levels(rows: dict[str, dict]) -> list[int]:
+    return sorted(row["concurrency"] for key, row in rows.items() if key.startswith("upstream.async@"))
 
 
 def test_ratio_is_measured_over_ceiling(rows: dict[str, dict]) -> None:
@@ -76,8 +81,10 @@ def test_ratio_is_measured_over_ceiling(rows: dict[str, dict]) -> None:
             assert row["ceiling_rps"] == pytest.approx(slots / row["wait_s"], rel=1e-3), row["key"]
             binding = [name for name, value in row["limits"].items() if value == slots]
             assert all(name in row["binding"] for name in binding), row["key"]
-    for key in ("articles.blocking", "io.db.anti", "io.upstream.anti", "io.mixed.anti", "cpu.inline"):
-        assert "one event loop" in rows[key]["binding"]
+    anti = [key for key, row in rows.items() if row["pattern"] == "anti-pattern"]
+    assert len(anti) == 4 + len(quick_levels(rows))  # articles, db, mixed, cpu; upstream at each level
+    for key in anti:
+        assert "one event loop" in rows[key]["binding"], key
 
 
 def test_anti_patterns_collapse_against_their_twins(rows: dict[str, dict]) -> None:
@@ -90,11 +97,28 @@ def test_anti_patterns_collapse_against_their_twins(rows: dict[str, dict]) -> No
 
 def test_a_blocked_loop_shows_in_the_lag_probe(rows: dict[str, dict]) -> None:
     wait_ms = rows["articles.blocking"]["wait_s"] * 1000
-    for key in ("articles.blocking", "io.db.anti", "io.upstream.anti"):
+    level = quick_levels(rows)[0]
+    for key in ("articles.blocking", "io.db.anti", f"upstream.anti@{level}"):
         assert rows[key]["lag"]["max_ms"] >= wait_ms / 2, (key, rows[key]["lag"])
     for row in rows.values():
         if row["server"] != "raw":
             assert row["lag"]["probes"] >= 1 and row["lag"]["errors"] == 0, row["key"]
+
+
+def test_sweep_names_what_binds_each_keyword_and_what_threads_cost(rows: dict[str, dict]) -> None:
+    """Past the threadpool's size, `def` is bound by its tokens and `async def` by its clients; the
+    row with the tokens raised really ran that many threads (the `def` row at the same level is its
+    control), and every sweep row reports the server's memory and threads."""
+    top = quick_levels(rows)[-1]
+    sync, threads = rows[f"upstream.sync@{top}"], rows[f"upstream.threads@{top}"]
+    assert sync["limits"]["THREADPOOL_TOKENS"] < top and "THREADPOOL_TOKENS" in sync["binding"]
+    assert "THREADPOOL_TOKENS" not in rows[f"upstream.async@{top}"]["binding"]
+    assert threads["limits"]["THREADPOOL_TOKENS"] == top
+    extra_threads = top - sync["limits"]["THREADPOOL_TOKENS"]
+    assert threads["server_threads"] >= sync["server_threads"] + extra_threads // 2
+    for key, row in rows.items():
+        if "@" in key:
+            assert row["server_rss_mb"] > 10 and row["server_threads"] >= 1, key
 
 
 def test_overhead_and_load_generator_figures(quick: dict, rows: dict[str, dict]) -> None:

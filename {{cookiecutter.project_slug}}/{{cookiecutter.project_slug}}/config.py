@@ -1,21 +1,29 @@
 """Settings, read once from the environment (and `.env`) and validated at start.
 
-The concurrency budget lives here, in one place, because these numbers together bound throughput:
+The concurrency budget lives here, in one place, because these numbers together bound throughput.
+Little's law: a route whose requests each hold something for W seconds serves at most
+(how many can hold it at once) / W requests per second. Each request holds one unit of every
+limit it touches for its whole wait, so the smallest of them binds:
 
-| setting              | bounds                                                  | ceiling       |
-|----------------------|---------------------------------------------------------|---------------|
-| THREADPOOL_TOKENS    | `def` routes, `def` deps, run_in_threadpool calls       | tokens / wait |
-| SYNC_DB_POOL_SIZE    | psycopg2 connections; >= tokens so no thread starves    | pool / wait   |
-| ASYNC_DB_POOL_SIZE   | asyncpg connections shared by every `async def` route   | pool / wait   |
-| HTTP_MAX_CONNECTIONS | requests in flight on the shared httpx.AsyncClient      | conns / wait  |
-| (requests pool)      | sized to THREADPOOL_TOKENS: one connection per thread   | tokens / wait |
-| PROCESS_POOL_WORKERS | CPU jobs computing at once in the web process           | workers / job |
+| setting              | what holds one unit for the whole wait                  | binds                  |
+|----------------------|---------------------------------------------------------|------------------------|
+| THREADPOOL_TOKENS    | a `def` route or dependency, a run_in_threadpool call   | `def` routes, /mixed   |
+| SYNC_DB_POOL_SIZE    | a psycopg2 connection; >= tokens so no thread starves   | (the tokens bind first)|
+| ASYNC_DB_POOL_SIZE   | an asyncpg connection, held while a query runs          | `async def` + database |
+| HTTP_MAX_CONNECTIONS | a socket of the shared httpx.AsyncClient                | `async def` + upstream |
+| (requests pool)      | sized to THREADPOOL_TOKENS: one connection per thread   | (the tokens bind first)|
+| PROCESS_POOL_WORKERS | a CPU job computing in the web process                  | /cpu/compute           |
 {%- if cookiecutter.use_celery == "yes" %}
-| WORKER_CONCURRENCY   | Celery jobs computing at once per worker process        | conc. / job   |
+| WORKER_CONCURRENCY   | a Celery job computing, per worker process              | /cpu/jobs              |
 {%- endif %}
 
-A request holds one unit of each limit it touches for its whole wait, so by Little's law a route
-serves at most (smallest limit it touches) / (its wait) requests per second.
+What this means for the two keywords:
+- Waiting on an upstream: a `def` route holds a thread (40 by default; each costs memory and
+  scheduling), an `async def` route holds only a socket, so HTTP_MAX_CONNECTIONS can be far larger
+  than the threadpool: 256 waits at once against 40.
+- Waiting on the database: both keywords hold a pooled connection, so the pool binds both alike.
+  The two pools are the same size by default, and `async def` is no faster here; more connections
+  only help if PostgreSQL has them to give (max_connections, shared by every process).
 """
 
 from functools import lru_cache
@@ -38,11 +46,11 @@ class Settings(BaseSettings):
 
     threadpool_tokens: int = Field(40, ge=1, le=1000)
     sync_db_pool_size: int = Field(40, ge=1)
-    async_db_pool_size: int = Field(20, ge=1)
+    async_db_pool_size: int = Field(40, ge=1)
 
     upstream_url: str = "http://127.0.0.1:9000"
     upstream_timeout: float = Field(15.0, gt=0, description="seconds before an upstream call gives 504")
-    http_max_connections: int = Field(40, ge=1)
+    http_max_connections: int = Field(256, ge=1)
 
     process_pool_workers: int = Field(2, ge=1, le=64)
     cpu_max_n: int = Field(1_000_000, ge=10, description="largest n /cpu/compute accepts")

@@ -1,0 +1,134 @@
+"""From one row's raw measurements to its figures: the ceiling its kind defines, and the comparisons."""
+
+from dataclasses import replace
+
+from . import loadgen
+from .results import LagSummary, Measured, Overhead, Report
+from .sampler import Peak
+from .scenarios import Row
+
+
+def ceiling_of(
+    row: Row, load: loadgen.LoadResult, server_cpu: float | None
+) -> tuple[float | None, str | None]:
+    """Little's law for wait and CPU rows; for full-speed rows, one core at the measured CPU cost."""
+    ceiling = row.ceiling()
+    if ceiling is not None:
+        return ceiling
+    if row.server == "raw" and load.client_cpu > 0 and load.completed:
+        per_request = load.client_cpu / load.completed
+        return 1 / per_request, f"load-generator CPU: {per_request * 1e6:.0f} µs/req"
+    if server_cpu and load.completed:
+        per_request = server_cpu / load.completed
+        return 1 / per_request, f"CPU: one server process, {per_request * 1000:.2f} ms/req"
+    return None, None
+
+
+def measured(
+    row: Row,
+    load: loadgen.LoadResult,
+    lag: LagSummary | None,
+    server_cpu: float | None,
+    machine_busy: float,
+    peak: Peak,
+) -> Measured:
+    ceiling_rps, binding = ceiling_of(row, load, server_cpu)
+    elapsed = load.elapsed
+    return Measured(
+        key=row.key,
+        section=row.section,
+        label=row.label,
+        route=row.route,
+        server=row.server,
+        pattern=row.pattern,
+        kind=row.kind,
+        note=row.note,
+        requests=row.requests,
+        concurrency=load.concurrency,
+        wait_s=row.wait,
+        completed=load.completed,
+        errors=load.errors,
+        errors_by_kind=load.errors_by_kind,
+        cut_at_max_seconds=load.cut,
+        censored=len(load.censored),
+        elapsed_s=round(elapsed, 4),
+        rps=round(load.rps, 3),
+        p50_ms=_ms(load.percentile(50)),
+        p99_ms=_ms(load.percentile(99)),
+        latency_is_lower_bound=bool(load.censored),
+        ceiling_rps=round(ceiling_rps, 3) if ceiling_rps else None,
+        binding=binding,
+        limits=row.limits,
+        ratio=round(load.rps / ceiling_rps, 4) if ceiling_rps else None,
+        lag=lag,
+        client_cpu_s=round(load.client_cpu, 3),
+        client_cpu_share=_share(load.client_cpu, elapsed),
+        server_cpu_s=_round(server_cpu, 3),
+        server_cpu_share=_share(server_cpu, elapsed),
+        machine_cpu_busy=round(machine_busy, 3),
+        server_rss_mb=peak.rss_mb,
+        server_threads=peak.threads,
+        twins=list(row.twins),
+    )
+
+
+def compare_twins(rows: list[Measured]) -> None:
+    """How much slower each anti-pattern is than each correct way to do the same work."""
+    by_key = {row.key: row for row in rows}
+    for row in rows:
+        twins = {twin: by_key[twin].rps for twin in row.twins if twin in by_key}
+        row.slower_than_each_twin = {
+            twin: round(value / row.rps, 2) if row.rps else None for twin, value in twins.items()
+        }
+        row.slower_than_twins = round(max(twins.values()) / row.rps, 2) if twins and row.rps else None
+
+
+def best_round(attempts: list[Measured]) -> Measured:
+    """The best round's figures, plus the server's CPU per request over all rounds."""
+    best = max(attempts, key=lambda attempt: attempt.rps)
+    cpu = [attempt.server_cpu_s for attempt in attempts]
+    done = sum(attempt.completed for attempt in attempts)
+    per_request = sum(cpu) / done if None not in cpu and done and sum(cpu) else None
+    return replace(
+        best,
+        rounds_rps=[attempt.rps for attempt in attempts],
+        server_cpu_us_per_request=_round(per_request * 1e6 if per_request else None, 1),
+    )
+
+
+def overhead_summary(report: Report) -> Overhead:
+    """Two ratios. Throughput (best rounds) is what a client sees, but on a shared machine it moves
+    with whatever else runs; CPU per request is what each app costs, whoever else runs: the target
+    is judged on it (it is the ratio of their CPU-bound ceilings)."""
+    bare, routed, app = (report.row(f"overhead.{name}") for name in ("bare", "routed", "app"))
+    if not bare or not app:
+        return Overhead()
+    bare_cpu, app_cpu = bare.server_cpu_us_per_request, app.server_cpu_us_per_request
+    routed_cpu = routed.server_cpu_us_per_request if routed else None
+    return Overhead(
+        ratio=_ratio(bare_cpu, app_cpu),
+        throughput_ratio=_ratio(app.rps, bare.rps),
+        bare_rps=bare.rps,
+        app_rps=app.rps,
+        routed_rps=routed.rps if routed else None,
+        bare_cpu_us_per_request=bare_cpu,
+        app_cpu_us_per_request=app_cpu,
+        routed_cpu_us_per_request=routed_cpu,
+        routed_ratio=_ratio(bare_cpu, routed_cpu),
+    )
+
+
+def _ratio(top: float | None, bottom: float | None) -> float | None:
+    return round(top / bottom, 4) if top and bottom else None
+
+
+def _share(seconds: float | None, elapsed: float) -> float | None:
+    return round(seconds / elapsed, 3) if seconds is not None and elapsed else None
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 2)

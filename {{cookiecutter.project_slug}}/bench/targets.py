@@ -1,0 +1,160 @@
+"""The benchmark's targets, each met or missed, with the rows that decide it and why a miss missed.
+
+They are judged for the default settings on the machine at hand; quick runs print them as indicative.
+"""
+
+from collections.abc import Callable
+
+from .results import Measured, Report, Target
+from .scenarios import ANTI, CORRECT
+
+CEILING_TARGET = 0.9  # correct wait rows at the articles' load
+ASYNC_HTTP_TARGET = 0.85  # async + httpx at twice the articles' load
+ASYNC_ADVANTAGE = 3.0  # async + httpx over def + requests, past the threadpool's size
+COLLAPSE_TARGET = 10.0  # an anti-pattern against its best correct twin
+LAG_TARGET_MS = 10.0
+HTTP_LAG_TARGET_MS = 20.0  # rows that also parse an upstream's answer on the loop
+ASYNC_HTTP_LAG_TARGET_MS = 30.0
+OVERHEAD_TARGET = 0.9
+# A row measured above this share of the client's own ceiling, or with the client's CPU this busy,
+# may have measured the load generator rather than the server.
+CLIENT_SHARE_LIMIT = 0.5
+CLIENT_CPU_LIMIT = 0.8
+
+Check = Callable[[Measured], str | None]  # None when the row meets the target, else why not
+
+
+def evaluate(report: Report) -> list[Target]:
+    config = report.config
+    at_load = [r for r in report.rows if r.concurrency == config.concurrency and r.pattern == CORRECT]
+    waits = [r for r in at_load if r.kind == "wait"]
+    double = 2 * config.concurrency
+    async_http = [r for r in report.rows if r.key == f"upstream.async@{double}"]
+    beyond_threads = [
+        r for r in report.rows if r.key.startswith("upstream.async@") and r.concurrency > config.concurrency
+    ]
+    lagged = [r for r in at_load if r.lag and r.kind in ("wait", "cpu")]
+    return [
+        judge(
+            f"correct wait rows at {config.concurrency} concurrent reach >= {CEILING_TARGET:.0%} of their "
+            "ceiling",
+            waits,
+            below(CEILING_TARGET),
+        ),
+        judge(
+            f"async + httpx at {double} concurrent reaches >= {ASYNC_HTTP_TARGET:.0%} of its ceiling "
+            f"with loop lag p99 < {ASYNC_HTTP_LAG_TARGET_MS:g} ms",
+            async_http,
+            both(below(ASYNC_HTTP_TARGET), lagging(ASYNC_HTTP_LAG_TARGET_MS)),
+        ),
+        judge(
+            f"async + httpx serves >= {ASYNC_ADVANTAGE:g}x what def + requests does past "
+            f"{config.concurrency} concurrent",
+            beyond_threads,
+            advantage(report),
+        ),
+        judge(
+            f"loop lag p99 < {LAG_TARGET_MS:g} ms on correct rows at {config.concurrency} concurrent "
+            f"(< {HTTP_LAG_TARGET_MS:g} ms on rows that call the upstream)",
+            lagged,
+            lag_by_kind,
+        ),
+        judge(
+            f"anti-patterns are >= {COLLAPSE_TARGET:g}x slower than their best correct twin",
+            [r for r in report.rows if r.pattern == ANTI and r.kind == "wait"],
+            not_collapsed,
+        ),
+        judge(
+            f"the template's trivial route is within {1 - OVERHEAD_TARGET:.0%} of bare FastAPI",
+            [r for r in report.rows if r.key == "overhead.app"],
+            overhead(report),
+        ),
+        judge(
+            "the load generator is not the bottleneck",
+            [r for r in report.rows if r.server != "raw"],
+            client_bound(report),
+        ),
+    ]
+
+
+def judge(name: str, checked: list[Measured], check: Check) -> Target:
+    misses = [miss for miss in map(check, checked) if miss]
+    return Target(name, met=bool(checked) and not misses, misses=misses, checked=[r.key for r in checked])
+
+
+def both(*checks: Check) -> Check:
+    def check(r: Measured) -> str | None:
+        return "; ".join(miss for miss in (c(r) for c in checks) if miss) or None
+
+    return check
+
+
+def below(minimum: float) -> Check:
+    def check(r: Measured) -> str | None:
+        if r.ratio is not None and r.ratio >= minimum:
+            return None
+        # What the row itself shows about why: failed requests, or a server busy computing.
+        clues = [f"{r.errors} errors {r.errors_by_kind}"] if r.errors else []
+        if r.server_cpu_s and r.completed:
+            clues.append(
+                f"server CPU {r.server_cpu_share:.0%} of a core, "
+                f"{r.server_cpu_s / r.completed * 1000:.1f} ms per request"
+            )
+        share = f"{r.ratio or 0:.0%} of {r.ceiling_rps:g} req/s"
+        return f"{r.route} at {r.concurrency}: {share} ({'; '.join(clues)})"
+
+    return check
+
+
+def lagging(limit_ms: float) -> Check:
+    def check(r: Measured) -> str | None:
+        p99 = r.lag.p99_ms if r.lag else None
+        if p99 is not None and p99 < limit_ms:
+            return None
+        return f"{r.route} at {r.concurrency}: lag p99 {p99} ms"
+
+    return check
+
+
+def lag_by_kind(r: Measured) -> str | None:
+    calls_upstream = "upstream" in r.key or "mixed" in r.key
+    return lagging(HTTP_LAG_TARGET_MS if calls_upstream else LAG_TARGET_MS)(r)
+
+
+def advantage(report: Report) -> Check:
+    def check(r: Measured) -> str | None:
+        twin = report.row(r.key.replace("upstream.async@", "upstream.sync@"))
+        if twin is None or not twin.rps:
+            return f"{r.key}: no def + requests twin measured"
+        times = r.rps / twin.rps
+        return None if times >= ASYNC_ADVANTAGE else f"at {r.concurrency} concurrent only {times:.1f}x"
+
+    return check
+
+
+def not_collapsed(r: Measured) -> str | None:
+    if (r.slower_than_twins or 0) >= COLLAPSE_TARGET or (r.rps == 0 and not r.errors):
+        return None  # (none finished within its time: collapsed beyond measure)
+    if r.slower_than_twins is None:
+        return f"{r.route}: no request succeeded ({r.errors_by_kind})"
+    return f"{r.route} at {r.concurrency} only {r.slower_than_twins}x slower"
+
+
+def overhead(report: Report) -> Check:
+    def check(r: Measured) -> str | None:
+        ratio = report.overhead.ratio
+        if ratio is not None and ratio >= OVERHEAD_TARGET:
+            return None
+        return f"generated app at {ratio or 0:.0%} of bare"
+
+    return check
+
+
+def client_bound(report: Report) -> Check:
+    def check(r: Measured) -> str | None:
+        share = r.client_cpu_share or 0
+        if r.rps <= CLIENT_SHARE_LIMIT * report.loadgen_ceiling_rps and share <= CLIENT_CPU_LIMIT:
+            return None
+        return f"{r.route}: {r.rps:g} req/s with the client's CPU {share:.0%} busy"
+
+    return check

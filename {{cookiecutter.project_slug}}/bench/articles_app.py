@@ -8,22 +8,42 @@ fourth, `time.sleep` inside `async def`, is antipatterns' /anti/sleep, served by
     GET /articles/async-sleep?seconds=W       async def + asyncio.sleep   (C / W)
     GET /articles/threadpool-sleep?seconds=W  async def + run_in_threadpool(time.sleep)
 
+Beside them, the reason clients.py puts httpx on aiohttp's transport, measured in every run:
+
+    GET /articles/httpcore-upstream?delay=W   async def + httpx on its default transport (httpcore)
+
 It is the real application (same lifespan, same THREADPOOL_TOKENS) plus these routes, run with the
 compose `api` command: `uvicorn bench.articles_app:app`.
 """
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-from fastapi import APIRouter
+import httpx
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 
 from {{ cookiecutter.project_slug }}.main import create_app
-from {{ cookiecutter.project_slug }}.schemas import WaitSeconds
+from {{ cookiecutter.project_slug }}.clients import fetch_delay
+from {{ cookiecutter.project_slug }}.schemas import UpstreamReply, WaitSeconds
 
 from antipatterns.app import router as antipattern_router
 
-router = APIRouter(prefix="/articles", tags=["the articles' sleep scenarios"])
+
+
+@asynccontextmanager
+async def httpcore_client(app: FastAPI) -> AsyncIterator[None]:
+    """The template's client settings, on httpx's default transport."""
+    settings = app.state.settings
+    limits = httpx.Limits(max_connections=settings.http_max_connections)
+    async with httpx.AsyncClient(base_url=settings.upstream_url, limits=limits) as client:
+        app.state.httpcore_client = client
+        yield
+
+
+router = APIRouter(prefix="/articles", tags=["the articles' sleep scenarios"], lifespan=httpcore_client)
 
 
 @router.get("/def-sleep")
@@ -42,6 +62,11 @@ async def async_sleep(seconds: WaitSeconds) -> dict[str, float]:
 async def threadpool_sleep(seconds: WaitSeconds) -> dict[str, float]:
     await run_in_threadpool(time.sleep, seconds)
     return {"waited": seconds}
+
+
+@router.get("/httpcore-upstream")
+async def httpcore_upstream(delay: WaitSeconds, request: Request) -> UpstreamReply:
+    return await fetch_delay(request.app.state.httpcore_client, delay)
 
 
 app = create_app()

@@ -165,6 +165,7 @@ SWEEP_ROWS = [  # the same wait in the upstream service and in PostgreSQL, at ea
     Spec("db.sync", "def + psycopg2", "api", "/sync/db-wait?seconds={w}", CORRECT, (CLIENTS, TOKENS, SYNC_POOL)),
 ]
 IO_ROWS = [  # at the articles' load only
+    Spec("io.upstream.httpcore", "async def + httpx, default transport (httpcore)", "anti", "/articles/httpcore-upstream?delay={w}", REFERENCE, (CLIENTS, HTTP_CONNECTIONS), note="why clients.py uses aiohttp's transport"),
     Spec("io.db.anti", "async def + psycopg2", "anti", "/anti/db-wait?seconds={w}", ANTI, (CLIENTS, LOOP), ("db.async", "db.sync")),
     # The route commits (returning its connection) before the blocking call: only tokens are held.
     Spec("io.mixed", "async def + asyncpg + run_in_threadpool(requests)", "api", "/mixed/report?delay={w}", CORRECT, (CLIENTS, TOKENS)),

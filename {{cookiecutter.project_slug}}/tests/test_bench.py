@@ -22,7 +22,7 @@ WIDE_MARGIN = 5  # quick mode: C = 20 connections, so a blocked loop is ~20x slo
 STATIC_ROWS = {
     "loadgen.raw", "loadgen.upstream",
     "articles.def", "articles.async", "articles.threadpool", "articles.blocking",
-    "io.db.anti", "io.mixed", "io.mixed.anti", "io.items.async", "io.items.sync",
+    "io.upstream.httpcore", "io.db.anti", "io.mixed", "io.mixed.anti", "io.items.async", "io.items.sync",
     "cpu.inline", "cpu.pool", "overhead.bare", "overhead.routed", "overhead.app",
 }  # fmt: skip
 SWEEP = ["upstream.async", "upstream.sync", "upstream.threads", "upstream.anti", "db.async", "db.sync"]

@@ -209,15 +209,12 @@ def mentions(project: Path, names: list[str], pattern: str) -> list[str]:
 def test_celery_present_or_gone(bake):
     project, options = bake
     slug = project.name
+    celery_only = [f"{slug}/jobs.py", f"{slug}/worker.py", f"{slug}/routers/jobs.py", "tests/test_jobs.py"]
     if options["use_celery"] == "yes":
-        assert (project / slug / "jobs.py").is_file()
+        assert all((project / relative).is_file() for relative in celery_only)
         assert re.search(r'"celery\[redis\]', (project / "pyproject.toml").read_text())
         return
-    leftovers = [
-        f"{relative}: exists"
-        for relative in (f"{slug}/jobs.py", "tests/test_jobs.py")
-        if (project / relative).exists()
-    ]
+    leftovers = [f"{relative}: exists" for relative in celery_only if (project / relative).exists()]
     # Config and deployment files: not even a mention (a dependency, a filter, an env var, a service).
     config_files = ["pyproject.toml", "docker-compose.yml", ".env", ".env.example", "Makefile", "Dockerfile"]
     leftovers += mentions(project, config_files, r"celery|redis|kombu|\bworker(\b|_)")

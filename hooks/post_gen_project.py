@@ -8,7 +8,7 @@ USE_CELERY = {{ cookiecutter.use_celery|tojson }} == "yes"
 INCLUDE_BENCHMARKS = {{ cookiecutter.include_benchmarks|tojson }} == "yes"
 SLUG = {{ cookiecutter.project_slug|tojson }}
 
-CELERY_ONLY = [f"{SLUG}/jobs.py", "tests/test_jobs.py"]
+CELERY_ONLY = [f"{SLUG}/jobs.py", f"{SLUG}/worker.py", f"{SLUG}/routers/jobs.py", "tests/test_jobs.py"]
 BENCHMARK_ONLY = ["bench", "tests/test_bench.py"]
 
 # A value in .env.example that must never reach a real .env: each key holding it gets a fresh secret.

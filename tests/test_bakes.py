@@ -7,13 +7,15 @@ The generated project's own suite runs in test_generated_suites.py (slow).
 import ast
 import re
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
+from cookiecutter.environment import StrictEnvironment
 
-from .conftest import DEFAULTS, OPTION_SETS, clean_env, option_id, tool
+from .conftest import DEFAULTS, OPTION_SETS, ROOT, clean_env, option_id, tool
 
 TEMPLATE_TOKENS = re.compile(r"\{\{|\{%|\{#")
 SKIPPED_DIRS = {".venv", "__pycache__", ".pytest_cache", ".ruff_cache"}
@@ -83,6 +85,52 @@ def python_imports(project: Path) -> dict[str, list[str]]:
             for module in modules:
                 imports.setdefault(module, []).append(f"{relative}:{node.lineno}")
     return imports
+
+
+# Top-level modules whose distribution has another name, and the requirement that installs them.
+MODULE_SOURCES = {
+    "yaml": "pyyaml",
+    "psycopg2": "psycopg2-binary",
+    "uvloop": "uvicorn[standard]",  # the extra installs it; uvicorn runs on it
+    "kombu": "celery",  # Celery's messaging layer: its exceptions are what publishing raises
+    "anyio": "starlette",  # Starlette's concurrency layer: FastAPI's threadpool is its limiter
+}
+REQUIREMENT = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?")
+
+
+def requirement_name(requirement: str) -> tuple[str, set[str]]:
+    """("celery", {"redis"}) for "celery[redis]>=5.7,<6"; names normalised as pip does."""
+    name, extras = REQUIREMENT.match(requirement).groups()
+    normalised = re.sub(r"[-_.]+", "-", name).lower()
+    return normalised, {extra.strip() for extra in (extras or "[]")[1:-1].split(",") if extra.strip()}
+
+
+def declared_requirements(project: Path) -> dict[str, set[str]]:
+    """Every requirement of the bake's pyproject.toml (dependencies and every extra) -> its extras."""
+    config = tomllib.loads((project / "pyproject.toml").read_text())["project"]
+    requirements = list(config["dependencies"])
+    for extra in config.get("optional-dependencies", {}).values():
+        requirements += extra
+    declared: dict[str, set[str]] = {}
+    for requirement in requirements:
+        name, extras = requirement_name(requirement)
+        declared.setdefault(name, set()).update(extras)
+    return declared
+
+
+def local_packages(project: Path) -> set[str]:
+    return {path.parent.name for path in project.glob("*/__init__.py")}
+
+
+def rendered_pre_gen_dependencies() -> set[str]:
+    """The names the pre-gen hook refuses as a slug because they would shadow an imported module."""
+    context = {"cookiecutter": {**DEFAULTS, "project_slug": "my_service"}}
+    source = (ROOT / "hooks" / "pre_gen_project.py").read_text()
+    rendered = StrictEnvironment(context=context).from_string(source).render(**context)
+    for node in ast.parse(rendered).body:
+        if isinstance(node, ast.Assign) and [target.id for target in node.targets] == ["DEPENDENCIES"]:
+            return ast.literal_eval(node.value)
+    raise AssertionError("hooks/pre_gen_project.py has no DEPENDENCIES")
 
 
 def imports_of(project: Path, *packages: str) -> list[str]:
@@ -209,15 +257,12 @@ def mentions(project: Path, names: list[str], pattern: str) -> list[str]:
 def test_celery_present_or_gone(bake):
     project, options = bake
     slug = project.name
+    celery_only = [f"{slug}/jobs.py", f"{slug}/worker.py", f"{slug}/routers/jobs.py", "tests/test_jobs.py"]
     if options["use_celery"] == "yes":
-        assert (project / slug / "jobs.py").is_file()
+        assert all((project / relative).is_file() for relative in celery_only)
         assert re.search(r'"celery\[redis\]', (project / "pyproject.toml").read_text())
         return
-    leftovers = [
-        f"{relative}: exists"
-        for relative in (f"{slug}/jobs.py", "tests/test_jobs.py")
-        if (project / relative).exists()
-    ]
+    leftovers = [f"{relative}: exists" for relative in celery_only if (project / relative).exists()]
     # Config and deployment files: not even a mention (a dependency, a filter, an env var, a service).
     config_files = ["pyproject.toml", "docker-compose.yml", ".env", ".env.example", "Makefile", "Dockerfile"]
     leftovers += mentions(project, config_files, r"celery|redis|kombu|\bworker(\b|_)")
@@ -245,3 +290,31 @@ def test_benchmarks_present_or_gone(bake):
     leftovers += mentions(project, [str(path.relative_to(project)) for path in files(project)], r"matplotlib")
     leftovers += imports_of(project, "bench", "matplotlib")
     assert not leftovers, "include_benchmarks=no, yet the benchmark is left behind:\n" + "\n".join(leftovers)
+
+
+def test_every_import_is_stdlib_declared_or_local(bake):
+    """A module the code imports must come with the project: the standard library, a requirement in
+    its pyproject.toml (MODULE_SOURCES where the names differ), or one of its own packages."""
+    project, _ = bake
+    declared = declared_requirements(project)
+    local = local_packages(project)
+    undeclared = []
+    for module, places in python_imports(project).items():
+        top = module.split(".")[0]
+        if top in sys.stdlib_module_names or top in local:
+            continue
+        name, extras = requirement_name(MODULE_SOURCES.get(top, top))
+        if name not in declared or not extras <= declared[name]:
+            undeclared.append(f"{places[0]}: import {module} (needs {MODULE_SOURCES.get(top, top)})")
+    assert local >= {project.name, "tools", "antipatterns"}, local
+    assert not undeclared, "imported but not declared in pyproject.toml:\n" + "\n".join(sorted(undeclared))
+
+
+def test_pre_gen_hook_refuses_every_imported_name(bake):
+    """The hook's list of names a slug may not take is hand-kept: every module a bake imports (other
+    than the standard library, which the hook checks on its own, and the package itself) is on it."""
+    project, _ = bake
+    refused = rendered_pre_gen_dependencies()
+    imported = {module.split(".")[0] for module in python_imports(project)}
+    missing = sorted(imported - set(sys.stdlib_module_names) - {project.name} - refused)
+    assert not missing, f"add to DEPENDENCIES in hooks/pre_gen_project.py: {missing}"

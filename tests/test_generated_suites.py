@@ -18,6 +18,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -85,28 +86,22 @@ def port_taken(port: int) -> bool:
 def processes_in(directory: Path) -> list[int]:
     """Processes whose working directory is inside `directory`: what `make dev` started there."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cwd = Path(os.readlink(entry / "cwd"))
-            except OSError:
-                continue
-            if cwd == directory or directory in cwd.parents:
-                found.append(int(entry.name))
+    for process in psutil.process_iter():
+        try:
+            cwd = Path(process.cwd())
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue  # another user's, or gone while we looked
+        if cwd == directory or directory in cwd.parents:
+            found.append(process.pid)
     return found
 
 
 def drop_database(project: Path, env: dict[str, str]) -> None:
+    """With the bake's own helper, in its venv, with the settings `make dev` read."""
     code = (
-        "import os, psycopg2\n"
-        "from psycopg2 import sql\n"
         f"from {project.name}.config import load_settings\n"
-        "s = load_settings()\n"
-        "c = psycopg2.connect(host=s.postgres_host, port=s.postgres_port, user=s.postgres_user,\n"
-        "                     password=s.postgres_password or None, dbname='postgres')\n"
-        "c.autocommit = True\n"
-        "c.cursor().execute(sql.SQL('DROP DATABASE IF EXISTS {} WITH (FORCE)')"
-        ".format(sql.Identifier(s.postgres_db)))\n"
+        "from tools.database import drop_database\n"
+        "drop_database(load_settings())\n"
     )
     subprocess.run([str(project / ".venv" / "bin" / "python"), "-c", code], cwd=project, env=env, timeout=60)
 

@@ -2,17 +2,17 @@
 package so that the tests can prove their guards catch them (negative controls) and the benchmark
 can measure the damage. Each route does the same work as a correct route in the real app.
 
-Run it like the api: `uvicorn antipatterns.app:app`.
+Run it like the api: `uvicorn --factory antipatterns.app:create_app`.
 """
 
 import time
 
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI
 from sqlalchemy import func, select, text
 
+from {{ cookiecutter.project_slug }} import main
 from {{ cookiecutter.project_slug }}.clients import fetch_delay_blocking
 from {{ cookiecutter.project_slug }}.deps import AppSettings, AsyncDB, RequestsSession, SyncSessions
-from {{ cookiecutter.project_slug }}.main import create_app
 from {{ cookiecutter.project_slug }}.models import Item
 from {{ cookiecutter.project_slug }}.primes import count_primes
 from {{ cookiecutter.project_slug }}.schemas import WaitSeconds
@@ -50,5 +50,8 @@ async def cpu_in_async(n: int = 300_000) -> dict[str, int]:
     return {"below": n, "primes": count_primes(n)}  # WRONG: holds the loop for the whole computation
 
 
-app = create_app()
-app.include_router(router)
+def create_app() -> FastAPI:
+    """The real application, plus these routes."""
+    app = main.create_app()
+    app.include_router(router)
+    return app

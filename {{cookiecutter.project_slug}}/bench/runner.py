@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 
 import httpx
-import psycopg2
 
 from {{ cookiecutter.project_slug }}.primes import count_primes
 
@@ -24,6 +23,7 @@ from .results import Measured, Overhead, Report
 from .sampler import PeakSampler, machine_cpu_times, process_cpu_seconds
 from .scenarios import Config, Limits, Row
 from .stack import Stack
+from tools.database import admin_connection
 
 PACKAGES = (
     "fastapi", "starlette", "uvicorn", "uvloop", "httptools", "anyio", "pydantic", "sqlalchemy", "asyncpg",
@@ -83,22 +83,10 @@ def versions(stack: Stack) -> dict[str, str | None]:
             found[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             found[package] = None
-    settings = stack.settings
-    assert settings is not None
-    connection = psycopg2.connect(
-        host=settings.postgres_host,
-        port=settings.postgres_port,
-        user=settings.postgres_user,
-        password=settings.postgres_password or None,
-        dbname=settings.postgres_db,
-        connect_timeout=5,
-    )
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SHOW server_version")
-            found["postgresql server"] = cursor.fetchone()[0]
-    finally:
-        connection.close()
+    assert stack.settings is not None
+    with admin_connection(stack.settings) as connection, connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        found["postgresql server"] = cursor.fetchone()[0]
 {%- if cookiecutter.use_celery == "yes" %}
     if stack.worker is not None:
         import redis

@@ -19,23 +19,22 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 from {{ cookiecutter.project_slug }}.config import Settings, load_settings
 
+from tools.database import drop_database, ensure_database
 from tools.native import (
     PROJECT_ROOT,
     Service,
     compose_services,
-    drop_database,
-    ensure_database,
     free_port,
+    isolated_env,
     native_env,
     run_once,
 )
 
-SLUG = "{{ cookiecutter.project_slug }}"
+# The ASGI app each api-command service serves instead of the compose one (app instances, not factories).
 APPS = {
     "api": None,
     "threads": None,
@@ -102,17 +101,11 @@ class Stack:
             old.unlink()
         self.has_worker = "worker" in compose_services()
         upstream_port = free_port()
-        self.env = {
-            "POSTGRES_DB": f"bench_{SLUG}_{uuid.uuid4().hex[:8]}",
-            "UPSTREAM_URL": f"http://127.0.0.1:{upstream_port}",
-        }
-        if self.has_worker:
-            # As tests/conftest.py does: a Redis database of its own, emptied before and after.
-            base = os.environ.get("REDIS_URL") or getattr(
-                load_settings(), "redis_url", "redis://127.0.0.1:6379/0"
-            )
-            self.env["REDIS_URL"] = f"{base.rsplit('/', 1)[0]}/{redis_db_number()}"
-        self.upstream = Service("upstream", self.env, port=upstream_port, log_dir=log_dir)
+        # The tests' isolation: a database of its own{% if cookiecutter.use_celery == "yes" %} and a Redis database, emptied before and after{% endif %}.
+        self.env = isolated_env("bench", upstream_port{% if cookiecutter.use_celery == "yes" %}, redis_db_number(){% endif %})
+        self.upstream = Service.from_compose(
+            "upstream", self.env, port=upstream_port, log_path=log_dir / "upstream.log"
+        )
         self.services: dict[str, Service] = {}
         self.overrides: dict[str, dict[str, str]] = {}  # per server: settings beyond self.env
         self.worker: Service | None = None
@@ -136,7 +129,8 @@ class Stack:
         self.upstream.start()
         self.raw.start()
         if self.has_worker:
-            self.worker = Service("worker", self.env, log_dir=self.log_dir).start()
+            log_path = self.log_dir / "worker.log"
+            self.worker = Service.from_compose("worker", self.env, log_path=log_path).start()
         for name in ("bare", "routed"):
             self.services[name] = self._api_service(name).start()
         ensure_database(self.settings)
@@ -153,10 +147,11 @@ class Stack:
         self.raw.wait()
 
     def _api_service(self, name: str) -> Service:
+        log_path = self.log_dir / f"{name}.log"
         env = {**self.env, **self.overrides.get(name, {})}
-        service = Service("api", env, port=free_port(), log_dir=self.log_dir, app=APPS[name])
-        service.log_path = self.log_dir / f"{name}.log"
-        return service
+        return Service.from_compose(
+            "api", env, port=free_port(), log_path=log_path, app=APPS[name], factory=False
+        )
 
     def env_of(self, name: str) -> dict[str, str]:
         return self.overrides.get(name, {})

@@ -1,9 +1,8 @@
-"""Real parts only: a database made for this run (dropped after), real Redis, and the compose
-services started natively with their compose argv (tools/native.py) on free ports.
+"""Real parts only: a database made for this run (dropped after){% if cookiecutter.use_celery == "yes" %}, a Redis database of its own{% endif %},
+and the compose services started natively with their compose argv (tools/native.py) on free ports.
 """
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +10,9 @@ import pytest
 
 from {{ cookiecutter.project_slug }}.config import Settings, load_settings
 
-from tools.native import Service, drop_database, ensure_database, free_port, run_once
+from .services import start_api{% if cookiecutter.use_celery == "yes" %}, start_worker{% endif %}
+from tools.database import drop_database, ensure_database
+from tools.native import Service, free_port, isolated_env, run_once
 
 
 @pytest.fixture(scope="session")
@@ -26,18 +27,15 @@ def upstream_port() -> int:
 
 @pytest.fixture(scope="session")
 def service_env(upstream_port: int) -> dict[str, str]:
-    """Environment shared by every process of this run: its own database{% if cookiecutter.use_celery == "yes" %} and Redis db{% endif %}."""
-    env = {
-        "POSTGRES_DB": f"test_{{ cookiecutter.project_slug }}_{uuid.uuid4().hex[:8]}",
-        "UPSTREAM_URL": f"http://127.0.0.1:{upstream_port}",
-    }
+    """Environment shared by every process of this run."""
 {%- if cookiecutter.use_celery == "yes" %}
-    # A Redis database of its own (TEST_REDIS_DB, default 15), emptied before and after the run.
-    base = os.environ.get("REDIS_URL", load_settings().redis_url).rsplit("/", 1)[0]
-    env["REDIS_URL"] = f"{base}/{os.environ.get('TEST_REDIS_DB', '15')}"
+    # Redis database TEST_REDIS_DB (default 15), emptied before and after the run.
+    env = isolated_env("test", upstream_port, os.environ.get("TEST_REDIS_DB", "15"))
     env["JOB_VISIBILITY_TIMEOUT"] = os.environ.get("TEST_JOB_VISIBILITY_TIMEOUT", "8")
-{%- endif %}
     return env
+{%- else %}
+    return isolated_env("test", upstream_port)
+{%- endif %}
 
 
 @pytest.fixture(scope="session")
@@ -82,20 +80,13 @@ def redis_db(settings: Settings) -> Iterator[Settings]:
 
 @pytest.fixture(scope="session")
 def upstream(service_env: dict[str, str], upstream_port: int, log_dir: Path) -> Iterator[Service]:
-    service = Service("upstream", service_env, port=upstream_port, log_dir=log_dir).start()
+    log_path = log_dir / "upstream.log"
+    service = Service.from_compose("upstream", service_env, port=upstream_port, log_path=log_path).start()
     try:
         service.wait_http("/health")
         yield service
     finally:
         service.stop()
-
-
-def start_api(env: dict[str, str], log_dir: Path, app: str | None = None, name: str = "api") -> Service:
-    service = Service("api", env, port=free_port(), log_dir=log_dir, app=app)
-    service.log_path = log_dir / f"{name}.log"
-    service.start()
-    service.wait_http("/health/live")
-    return service
 
 
 @pytest.fixture(scope="session")
@@ -111,7 +102,7 @@ def api(database, upstream, service_env, log_dir{% if cookiecutter.use_celery ==
 @pytest.fixture(scope="session")
 def anti_api(database, upstream, service_env, log_dir) -> Iterator[Service]:
     """The same command serving antipatterns.app: the negative controls."""
-    service = start_api(service_env, log_dir, app="antipatterns.app:app", name="anti_api")
+    service = start_api(service_env, log_dir, name="anti_api", app="antipatterns.app:create_app")
     try:
         yield service
     finally:
@@ -122,9 +113,8 @@ def anti_api(database, upstream, service_env, log_dir) -> Iterator[Service]:
 @pytest.fixture(scope="session")
 def worker(redis_db, service_env, log_dir) -> Iterator[Service]:
     """A real Celery worker process, started with the compose `worker` command."""
-    service = Service("worker", service_env, log_dir=log_dir).start()
+    service = start_worker(service_env, log_dir)
     try:
-        service.wait_log("ready.", timeout=60)
         yield service
     finally:
         service.stop()

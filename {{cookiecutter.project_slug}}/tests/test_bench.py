@@ -76,7 +76,7 @@ def test_ratio_is_measured_over_ceiling(rows: dict[str, dict]) -> None:
         assert row["ceiling_rps"] and row["binding"], row["key"]
         assert row["ratio"] == pytest.approx(row["rps"] / row["ceiling_rps"], rel=1e-3), row["key"]
         if row["kind"] in ("wait", "cpu"):
-            # Little's law: the smallest limit on requests in service, over each one's wait.
+            # Little's law (config.py): the smallest limit on requests in service, over their wait.
             slots = min(row["limits"].values())
             assert row["ceiling_rps"] == pytest.approx(slots / row["wait_s"], rel=1e-3), row["key"]
             binding = [name for name, value in row["limits"].items() if value == slots]

@@ -7,9 +7,9 @@ import os
 import signal
 import threading
 import time
-from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from .loop_guard import MAX_PROBE_LATENCY, RouteCall, guard
@@ -40,31 +40,24 @@ def test_compute_rejects_bad_input(api, params):
 
 
 def children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # exited while we looked
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
+    return [child.pid for child in psutil.Process(pid).children()]
 
 
-def cpu_ticks(pid: int) -> int:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process; 0 once it has exited."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0
-    return int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks (usually 1/100 s)
+        times = psutil.Process(pid).cpu_times()
+    except psutil.NoSuchProcess:
+        return 0.0
+    return times.user + times.system
 
 
-def busy_children(pid: int, count: int, baseline: dict[int, int], timeout: float = 30.0) -> list[int]:
+def busy_children(pid: int, count: int, baseline: dict[int, float], timeout: float = 30.0) -> list[int]:
     """`count` children of `pid` that are computing: each used 0.3 s of CPU since `baseline`, well
     beyond what a freshly spawned pool process spends starting up, so they are running our jobs."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        busy = [child for child in children(pid) if cpu_ticks(child) - baseline.get(child, 0) >= 30]
+        busy = [child for child in children(pid) if cpu_seconds(child) - baseline.get(child, 0) >= 0.3]
         if len(busy) >= count:
             return busy
         time.sleep(0.05)
@@ -80,7 +73,7 @@ def test_killed_pool_process_is_a_503_then_the_pool_is_rebuilt(api, settings):
     # Two jobs running at once; killing the process of one breaks the whole executor, so both fail.
     running = min(2, settings.process_pool_workers)
     requests = [threading.Thread(target=compute_the_largest) for _ in range(running)]
-    baseline = {child: cpu_ticks(child) for child in children(api.process.pid)}  # earlier tests' work
+    baseline = {child: cpu_seconds(child) for child in children(api.process.pid)}  # earlier tests' work
     for request in requests:
         request.start()
     try:

@@ -4,7 +4,7 @@ import time
 
 import httpx
 
-from .conftest import start_api
+from .services import start_api
 from tools.native import free_port
 
 

@@ -6,7 +6,7 @@ import time
 import httpx
 import pytest
 
-from .conftest import start_api
+from .services import start_api
 from tools.native import free_port, native_env, service_argv
 
 FAMILIES = ["/async", "/sync"]

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 import redis
 
-from .conftest import start_api
+from .services import start_api, start_worker
 from tools.native import Service, free_port
 
 STATES = {"queued", "started", "succeeded", "failed"}
@@ -50,14 +51,6 @@ def wait_for(api: Service, location: str, states: set[str], timeout: float = 60.
         assert time.monotonic() < deadline, f"job still {job['state']} after {timeout} s"
         time.sleep(0.05)
     return job
-
-
-def start_worker(env: dict[str, str], log_dir: Path, name: str) -> Service:
-    service = Service("worker", env, log_dir=log_dir)
-    service.log_path = log_dir / f"{name}.log"
-    service.start()
-    service.wait_log("ready.", timeout=60)
-    return service
 
 
 def test_job_round_trip(api, worker):
@@ -145,7 +138,7 @@ def test_job_survives_its_worker_being_sigkilled_mid_job(isolated):
         first.kill()  # SIGKILL to the whole process group: the main process and its pool processes
     assert first.process.returncode == -signal.SIGKILL
     assert read(isolated.api, location)["state"] == "started", "the job finished before the kill"
-    assert "succeeded in" not in first.log_path.read_text()
+    assert "succeeded in" not in first.output()
 
     # Nobody acknowledged it, so Redis hands it to the next worker once JOB_VISIBILITY_TIMEOUT has passed.
     second = isolated.worker("worker_after_sigkill")
@@ -160,8 +153,8 @@ def test_job_survives_its_worker_being_sigkilled_mid_job(isolated):
 
 def parent_of(pid: int) -> int | None:
     try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError):
+        return psutil.Process(pid).ppid()
+    except psutil.NoSuchProcess:
         return None
 
 
@@ -229,9 +222,9 @@ class PrivateRedis:
         self.service: Service | None = None
 
     def start(self) -> None:
-        service = Service("redis", {}, log_dir=self.log_dir)
-        service.argv += ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir)]
-        service.start()
+        where = ("--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir))
+        log_path = self.log_dir / "redis.log"
+        service = Service.from_compose("redis", {}, log_path=log_path, extra_args=where).start()
         self.service = service
         client = redis.Redis(port=self.port, socket_connect_timeout=1)
         deadline = time.monotonic() + 30

@@ -9,9 +9,13 @@ import pytest
 
 from .loop_guard import MAX_PROBE_LATENCY, guard, openapi_of, route_calls
 
+{% if cookiecutter.use_celery == "yes" -%}
 EXEMPT = {
     "GET /cpu/jobs/{job_id}": "needs the id of a submitted job: tests/test_jobs.py polls real ones",
 }
+{%- else -%}
+EXEMPT: dict[str, str] = {}
+{%- endif %}
 
 ANTI_PATTERNS = ["/anti/sleep", "/anti/db-wait", "/anti/upstream", "/anti/mixed", "/anti/cpu"]
 

@@ -1,27 +1,34 @@
 """Run docker-compose.yml's services natively, with the very argv compose runs.
 
-`python -m tools.native up` is `make dev`; the tests use the same functions, so what they prove
-about a service is proven about its compose command. Containers find each other by service name
-(compose `environment`); natively the addresses come from .env or the caller, and each uvicorn
+The process library behind `make dev` (tools/dev.py), the tests and the benchmark, so what they
+prove about a service is proven about its compose command. Containers find each other by service
+name (compose `environment`); natively the addresses come from .env or the caller, and each uvicorn
 service gets its host and port through UVICORN_HOST / UVICORN_PORT, which uvicorn reads itself.
 """
 
+import collections
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
+from typing import IO
 
-import psycopg2
 import yaml
-from psycopg2 import sql
+{%- if cookiecutter.use_celery == "yes" %}
+
+from {{ cookiecutter.project_slug }}.config import load_settings
+{%- endif %}
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
+UVICORN_FACTORY_FLAG = "--factory"
 
 
 def compose_services() -> dict:
@@ -49,91 +56,102 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _admin_connection(settings):
-    connection = psycopg2.connect(
-        host=settings.postgres_host,
-        port=settings.postgres_port,
-        user=settings.postgres_user,
-        password=settings.postgres_password or None,
-        dbname="postgres",
-        connect_timeout=5,
-    )
-    connection.autocommit = True
-    return connection
+def isolated_env(purpose: str, upstream_port: int{% if cookiecutter.use_celery == "yes" %}, redis_db: str{% endif %}) -> dict[str, str]:
+    """The settings of one run (a test session, a benchmark) that must not touch anyone else's data:
+    a database of its own, `<purpose>_<package>_<random>`, the upstream on `upstream_port`{% if cookiecutter.use_celery == "yes" %}, and
+    Redis database `redis_db` of the configured Redis server{% endif %}."""
+    env = {
+        "POSTGRES_DB": f"{purpose}_{{ cookiecutter.project_slug }}_{uuid.uuid4().hex[:8]}",
+        "UPSTREAM_URL": f"http://127.0.0.1:{upstream_port}",
+    }
+{%- if cookiecutter.use_celery == "yes" %}
+    base = os.environ.get("REDIS_URL") or load_settings().redis_url
+    env["REDIS_URL"] = f"{base.rsplit('/', 1)[0]}/{redis_db}"
+{%- endif %}
+    return env
 
 
-def ensure_database(settings) -> bool:
-    """Create POSTGRES_DB if it is missing; True when it was created."""
-    connection = _admin_connection(settings)  # not `with connection`: that opens a transaction
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (settings.postgres_db,))
-            if cursor.fetchone():
-                return False
-            cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(settings.postgres_db)))
-            return True
-    finally:
-        connection.close()
-
-
-def drop_database(settings) -> None:
-    connection = _admin_connection(settings)
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    sql.Identifier(settings.postgres_db)
-                )
-            )
-    finally:
-        connection.close()
+def with_asgi_app(argv: list[str], app: str, factory: bool) -> list[str]:
+    """A uvicorn argv serving another app: `module:factory` (uvicorn --factory), else `module:app`."""
+    swapped = [app if ":" in part and not part.startswith("-") else part for part in argv]
+    if factory:
+        return swapped
+    return [part for part in swapped if part != UVICORN_FACTORY_FLAG]
 
 
 class Service:
-    """One compose service as a native process group (so a kill reaches its children too)."""
+    """One process group (so a kill reaches its children too), its output in a log file, or with
+    log_path=None on this terminal, each line prefixed with the service's name."""
 
     def __init__(
         self,
         name: str,
+        argv: list[str],
         env: dict[str, str],
         port: int | None = None,
-        log_dir: Path | None = None,
-        app: str | None = None,
-    ):
-        """`app` swaps the ASGI app in a uvicorn service's argv (the anti-pattern app, in tests)."""
+        log_path: Path | None = None,
+    ) -> None:
         self.name = name
-        self.argv = service_argv(name)
-        if app is not None:
-            self.argv = [app if ":" in part and not part.startswith("-") else part for part in self.argv]
+        self.argv = argv
+        self.env = env
         self.port = port
-        self.env = native_env(env)
-        if port is not None:
-            self.env.update(UVICORN_HOST="127.0.0.1", UVICORN_PORT=str(port))
-        self.log_path = (log_dir or PROJECT_ROOT) / f"{name}.log"
+        self.log_path = log_path
         self.process: subprocess.Popen | None = None
+        self._recent: collections.deque[str] = collections.deque(maxlen=40)
+
+    @classmethod
+    def from_compose(
+        cls,
+        name: str,
+        env: dict[str, str],
+        *,
+        port: int | None = None,
+        log_path: Path | None = None,
+        app: str | None = None,
+        factory: bool = True,
+        extra_args: tuple[str, ...] = (),
+    ) -> "Service":
+        """The compose service `name`; `env` overrides the environment. `app` swaps the ASGI app of a
+        uvicorn service (the anti-pattern app, in tests), a factory unless factory=False."""
+        argv = service_argv(name)
+        if app is not None:
+            argv = with_asgi_app(argv, app, factory)
+        full_env = native_env(env)
+        if port is not None:
+            full_env.update(UVICORN_HOST="127.0.0.1", UVICORN_PORT=str(port))
+        return cls(name, [*argv, *extra_args], full_env, port=port, log_path=log_path)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> "Service":
-        log = self.log_path.open("ab")
+        output: IO[bytes] | int = self.log_path.open("ab") if self.log_path else subprocess.PIPE
         self.process = subprocess.Popen(
             self.argv,
             cwd=PROJECT_ROOT,
             env=self.env,
-            stdout=log,
+            stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        log.close()
+        if self.log_path:
+            output.close()
+        else:
+            threading.Thread(target=self._echo, daemon=True, name=f"echo-{self.name}").start()
         return self
+
+    def _echo(self) -> None:
+        """As Procfile runners do: every line on this terminal, after the name of its service."""
+        for raw in self.process.stdout:
+            line = raw.decode(errors="replace").rstrip()
+            self._recent.append(line)
+            print(f"{self.name:<9}| {line}", flush=True)
 
     def wait_http(self, path: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process and self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
+            self._raise_if_exited()
             try:
                 with urllib.request.urlopen(self.url + path, timeout=2) as response:
                     if response.status == 200:
@@ -146,17 +164,24 @@ class Service:
     def wait_log(self, text: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if text in self.log_path.read_text(errors="replace"):
+            if text in self.output():
                 return
-            if self.process and self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
+            self._raise_if_exited()
             time.sleep(0.1)
         raise TimeoutError(f"{self.name} did not log {text!r} in {timeout} s:\n{self.log_tail()}")
 
+    def _raise_if_exited(self) -> None:
+        if self.process and self.process.poll() is not None:
+            raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
+
+    def output(self) -> str:
+        """What the service printed: its whole log file, or its last lines on the terminal."""
+        if self.log_path is None:
+            return "\n".join(self._recent)
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
     def log_tail(self, lines: int = 40) -> str:
-        if not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return "\n".join(self.output().splitlines()[-lines:])
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.process and self.process.poll() is None:
@@ -180,53 +205,3 @@ def run_once(name: str, env: dict[str, str]) -> None:
     )
     if result.returncode != 0:
         raise RuntimeError(f"{name} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-
-
-def stop_on_signal(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM / SIGHUP: stop the services as Ctrl-C does
-
-
-def up() -> None:
-    """`make dev`. API_PORT and UPSTREAM_PORT move the services off their compose ports."""
-    sys.path.insert(0, str(PROJECT_ROOT))
-    os.chdir(PROJECT_ROOT)
-    from {{ cookiecutter.project_slug }}.config import load_settings
-
-    settings = load_settings()
-    try:
-        if ensure_database(settings):
-            print(f"created database {settings.postgres_db}")
-    except psycopg2.OperationalError as error:
-        where = f"{settings.postgres_host}:{settings.postgres_port}"
-        sys.exit(f"PostgreSQL at {where} is not reachable ({str(error).strip()}); start it, or fix .env")
-    ports = {
-        "api": int(os.environ.get("API_PORT") or compose_port("api")),
-        "upstream": int(os.environ.get("UPSTREAM_PORT") or compose_port("upstream")),
-    }
-    env = {"UPSTREAM_URL": f"http://127.0.0.1:{ports['upstream']}"} if os.environ.get("UPSTREAM_PORT") else {}
-    run_once("migrate", env)
-    signal.signal(signal.SIGTERM, stop_on_signal)
-    signal.signal(signal.SIGHUP, stop_on_signal)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started in the background
-    services = compose_services()
-    running = []
-    try:
-        for name in ("upstream", "worker", "api"):
-            if name in services:
-                running.append(Service(name, env, port=ports.get(name), log_dir=None).start())
-                print(f"started {name}: {' '.join(service_argv(name))}  (log: {name}.log)")
-        api = running[-1]
-        api.wait_http("/health/ready", timeout=60)
-        print(f"ready: {api.url}/docs   (Ctrl-C stops everything)")
-        while all(service.process.poll() is None for service in running):
-            time.sleep(0.5)
-        print("a service exited; stopping the others", file=sys.stderr)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        for service in reversed(running):
-            service.stop()
-
-
-if __name__ == "__main__" and sys.argv[1:] == ["up"]:
-    up()

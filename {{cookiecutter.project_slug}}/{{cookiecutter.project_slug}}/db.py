@@ -45,3 +45,13 @@ def sync_sessions(engine: Engine) -> sessionmaker:
 
 
 PING = text("SELECT 1")
+
+
+async def ping_async(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        await connection.execute(PING)
+
+
+def ping_sync(engine: Engine) -> None:
+    with engine.connect() as connection:
+        connection.execute(PING)

@@ -1,4 +1,5 @@
-"""Celery on Redis for long CPU jobs: the web process only publishes and reads state.
+"""Celery on Redis for long CPU jobs, the part both processes share: how the app is configured, how
+a job is named and marked, and the web side's JobQueue. The worker's own code is in worker.py.
 
 Delivery rules, and why:
 - acks_late + reject_on_worker_lost + prefetch 1: a job is acknowledged only after it finished. If the
@@ -13,14 +14,21 @@ Delivery rules, and why:
 - the web process never waits on a result (it polls), so it does not subscribe to result channels.
 """
 
+from typing import Annotated, Any
+from uuid import uuid4
+
 import redis
 from celery import Celery
 from celery.backends.redis import RedisBackend
+from fastapi import Depends, Request
 
-from .config import Settings, get_settings
-from .primes import count_primes
+from .config import Settings
 
 COUNT_PRIMES = "count_primes"
+
+
+class GaveUp(Exception):
+    """The job was delivered JOB_MAX_DELIVERIES times without finishing: it is failed, not retried."""
 
 
 class PolledRedisBackend(RedisBackend):
@@ -36,6 +44,7 @@ class PolledRedisBackend(RedisBackend):
 
 
 def make_celery(settings: Settings) -> Celery:
+    """A Celery app configured for these rules; building it opens no connection."""
     app = Celery(
         "{{ cookiecutter.project_slug }}",
         broker=settings.redis_url,
@@ -97,26 +106,43 @@ def job_key(job_id: str) -> str:
     return f"jobs:{job_id}"
 
 
-# The worker process (`celery --app {{ cookiecutter.project_slug }}.jobs worker`) runs this module's app;
-# the web process builds its own with make_celery() in the lifespan and publishes by task name.
-settings = get_settings()
-celery_app = make_celery(settings)
-worker_redis = make_redis(settings)
+class JobQueue:
+    """The web process's side: publish a job by task name, read its state. Blocking clients: call it
+    from `def` routes or a worker thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.result_expires = settings.job_result_expires
+        self.redis = make_redis(settings)
+        self.celery = make_celery(settings)
+
+    def submit(self, task: str, *args: Any) -> str:
+        job_id = str(uuid4())
+        # The marker goes first: a job is known (never 404) from the moment a worker can see it. If the
+        # publish fails, the caller never learns the id; the marker just expires.
+        self.redis.set(job_key(job_id), task, ex=self.result_expires)
+        self.celery.send_task(task, args=list(args), task_id=job_id)
+        return job_id
+
+    def state(self, job_id: str) -> tuple[str, Any] | None:
+        """(Celery state, result or exception), or None for an id never submitted or expired."""
+        known = self.redis.exists(job_key(job_id))
+        outcome = self.celery.AsyncResult(job_id)
+        celery_state, payload = outcome.state, outcome.result
+        if not known and celery_state == "PENDING":  # Celery's word for "never heard of it"
+            return None
+        return celery_state, payload
+
+    def ping(self) -> None:
+        self.redis.ping()
+
+    def close(self) -> None:
+        self.celery.close()
+        self.redis.close()
 
 
-class GaveUp(Exception):
-    """The job was delivered JOB_MAX_DELIVERIES times without finishing: it is failed, not retried."""
+async def get_job_queue(request: Request) -> JobQueue:
+    return request.app.state.job_queue
 
 
-@celery_app.task(bind=True, name=COUNT_PRIMES)
-def count_primes_job(self, below: int) -> dict[str, int]:
-    deliveries_key = job_key(self.request.id) + ":deliveries"
-    with worker_redis.pipeline() as pipe:
-        # The marker is renewed too: a job stays readable for JOB_RESULT_EXPIRES after any delivery.
-        pipe.incr(deliveries_key)
-        pipe.expire(deliveries_key, settings.job_result_expires)
-        pipe.expire(job_key(self.request.id), settings.job_result_expires)
-        deliveries = pipe.execute()[0]
-    if deliveries > settings.job_max_deliveries:
-        raise GaveUp(f"gave up after {deliveries - 1} deliveries that did not finish")
-    return {"below": below, "primes": count_primes(below)}
+# Beside JobQueue rather than in deps.py: a bake without Celery deletes this file and nothing else.
+Jobs = Annotated[JobQueue, Depends(get_job_queue)]

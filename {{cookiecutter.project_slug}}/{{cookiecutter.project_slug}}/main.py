@@ -1,22 +1,32 @@
-"""Application factory. The lifespan owns every long-lived resource and closes it on shutdown."""
+"""Application factory: `uvicorn --factory {{ cookiecutter.project_slug }}.main:create_app`.
+
+Importing this module builds nothing and reads nothing: settings are read, and the app built, when
+uvicorn calls create_app(). The lifespan opens each long-lived resource and, on the next line,
+registers how to close it; the exit stack closes them in reverse order on shutdown.
+"""
 
 import gc
+import importlib
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import pkgutil
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 
 import anyio.to_thread
 from fastapi import FastAPI
 
-from . import cpu_pool
+from . import routers
 from .clients import make_http_client, make_requests_session
 from .config import Settings, get_settings
-from .db import async_sessions, make_async_engine, make_sync_engine, sync_sessions
+from .cpu_pool import CpuPool
+from .db import async_sessions, make_async_engine, make_sync_engine, ping_async, ping_sync, sync_sessions
 from .errors import install_error_handlers
-{%- if cookiecutter.use_celery == "yes" %}
-from .jobs import make_celery, make_redis
-{%- endif %}
-from .routers import async_io, cpu, health, mixed, sync_io
+
+
+def close_off_the_loop(resources: AsyncExitStack, close: Callable[[], object]) -> None:
+    """Closing a sync resource can block (joins, socket I/O): on shutdown it runs in a worker thread."""
+    resources.push_async_callback(anyio.to_thread.run_sync, close)
 
 
 @asynccontextmanager
@@ -24,44 +34,41 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     # The limiter belongs to this event loop, so it is sized here and not at import time.
     anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threadpool_tokens
+    async with AsyncExitStack() as resources:
+        async_engine = make_async_engine(settings)
+        resources.push_async_callback(async_engine.dispose)
+        sync_engine = make_sync_engine(settings)
+        close_off_the_loop(resources, sync_engine.dispose)
+        app.state.async_sessions = async_sessions(async_engine)
+        app.state.sync_sessions = sync_sessions(sync_engine)
+        app.state.readiness_checks = {
+            "postgres_asyncpg": partial(ping_async, async_engine),
+            "postgres_psycopg2": partial(anyio.to_thread.run_sync, ping_sync, sync_engine),
+        }
 
-    async_engine = make_async_engine(settings)
-    sync_engine = make_sync_engine(settings)
-    app.state.async_engine = async_engine
-    app.state.sync_engine = sync_engine
-    app.state.async_sessions = async_sessions(async_engine)
-    app.state.sync_sessions = sync_sessions(sync_engine)
-    app.state.requests_session = make_requests_session(settings)
-    app.state.cpu_pool = cpu_pool.CpuPool(settings.process_pool_workers)
-{%- if cookiecutter.use_celery == "yes" %}
-    app.state.redis = make_redis(settings)
-    app.state.celery = make_celery(settings)
-{%- endif %}
-    async with make_http_client(settings) as http_client:
-        app.state.http_client = http_client
+        app.state.http_client = await resources.enter_async_context(make_http_client(settings))
+        app.state.requests_session = make_requests_session(settings)
+        close_off_the_loop(resources, app.state.requests_session.close)
+        app.state.cpu_pool = CpuPool(settings.process_pool_workers)
+        close_off_the_loop(resources, app.state.cpu_pool.shutdown)
+
         # What start-up built lives as long as the process: move it out of the garbage collector's
         # reach, or full collections over it pause the event loop for 100 ms and more under load.
         gc.collect()
         gc.freeze()
-        try:
-            yield
-        finally:
-            await async_engine.dispose()
-            # Closing sync resources can block (joins, socket I/O): keep it off the loop too.
-            await anyio.to_thread.run_sync(close_sync_resources, app)
+        yield
 
 
-def close_sync_resources(app: FastAPI) -> None:
-    app.state.cpu_pool.shutdown()
-{%- if cookiecutter.use_celery == "yes" %}
-    app.state.celery.close()
-    app.state.redis.close()
-{%- endif %}
-    app.state.requests_session.close()
-    app.state.sync_engine.dispose()
+def router_modules() -> list[str]:
+    """Every module in routers/: adding a file adds its routes, deleting one removes them (so a
+    project without Celery simply has no routers/jobs.py). health comes first: routes are matched
+    in order, and the probes are the most frequent requests."""
+    names = sorted(module.name for module in pkgutil.iter_modules(routers.__path__))
+    return sorted(names, key=lambda name: name != "health")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = FastAPI(
         title="{{ cookiecutter.project_name }}",
         description="{{ cookiecutter.description }}",
@@ -69,10 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings or get_settings()
     install_error_handlers(app)
-    for router in (health.router, async_io.router, sync_io.router, mixed.router, cpu.router):
-        app.include_router(router)
+    for name in router_modules():
+        # A router's own lifespan (routers/jobs.py has one) runs inside the app's.
+        app.include_router(importlib.import_module(f"{routers.__name__}.{name}").router)
     return app
-
-
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-app = create_app()

@@ -47,3 +47,8 @@ class UpstreamReply(BaseModel):
 class Report(BaseModel):
     item_count: int
     upstream: UpstreamReply
+
+
+class PrimeCount(BaseModel):
+    below: int
+    primes: int = Field(description="how many primes are below `below`")

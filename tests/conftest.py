@@ -44,6 +44,10 @@ def tool(name: str) -> str:
     if beside.exists():
         return str(beside)
     found = shutil.which(name)
+    if found is None and name == "docker-compose" and not os.environ.get("CI"):
+        # Docker's own validator comes with Docker, which README's two commands do not need.
+        # CI installs it (.ci/run), and there a missing one fails below.
+        pytest.skip("docker-compose is not installed: the compose files are validated in CI")
     if found is None:
         how = "apt-get install docker-compose" if name == "docker-compose" else "make install"
         pytest.fail(f"{name} is not installed: {how}")

@@ -2,20 +2,28 @@
 
 For a set of bakes covering every value of use_celery and include_benchmarks, the generated
 project's own commands run exactly as its README gives them: `make test` (its venv, then its suite
-against the real local Postgres and Redis), `make lint`, and `make dev` until /health/ready answers.
+against the real local Postgres and Redis), `make lint`, and `make dev` until /health/ready answers
+and a Celery job succeeds. One more default bake runs with the configured servers pointed at closed
+ports, so its suite and `make dev` take the embedded PostgreSQL and Redis (tools/embedded.py): what a
+machine with only Python and make gets. Each suite's pytest header must name the servers it used.
 The environment passes through (TEST_REDIS_DB, POSTGRES_*, REDIS_URL for other servers).
 """
 
 import contextlib
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -26,13 +34,46 @@ from .conftest import clean_env, option_id
 
 pytestmark = pytest.mark.slow
 
-# The default bake, and every option flipped (python_version 3.11: the one this machine runs).
+# The default bake, every option flipped (python_version 3.11: the one this machine runs), both
+# with the settings as given, and the default bake again with no server answering where its
+# settings point.
 RUN_BAKES = [
-    {},
-    {"python_version": "3.11", "use_celery": "no", "include_benchmarks": "no"},
+    ({}, "as given"),
+    ({"python_version": "3.11", "use_celery": "no", "include_benchmarks": "no"}, "as given"),
+    ({}, "embedded"),
 ]
-RUN_IDS = ["default", option_id(RUN_BAKES[1])]
+RUN_IDS = ["default", option_id(RUN_BAKES[1][0]), "default-embedded"]
 SUITE_TIMEOUT = 40 * 60
+
+
+@dataclass
+class Bake:
+    project: Path
+    env: dict[str, str]
+
+    @property
+    def has_celery(self) -> bool:
+        return "worker" in yaml.safe_load((self.project / "docker-compose.yml").read_text())["services"]
+
+    def embedded(self) -> set[str]:
+        """The servers its settings lead to an embedded stand-in for: those that refuse connections
+        (the bake's own tools/embedded.py decides the same way; this checks it from outside)."""
+        postgres = (self.env.get("POSTGRES_HOST", "127.0.0.1"), int(self.env.get("POSTGRES_PORT", "5432")))
+        refused = {"PostgreSQL"} if refuses(postgres) else set()
+        if self.has_celery:
+            redis = urllib.parse.urlsplit(self.env.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+            refused |= {"Redis"} if refuses((redis.hostname, redis.port or 6379)) else set()
+        return refused
+
+
+def refuses(address: tuple[str, int]) -> bool:
+    try:
+        socket.create_connection(address, timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False  # an answer of some kind: the configured server is used
+    return False
 
 
 def tail(path: Path, lines: int = 120) -> str:
@@ -55,21 +96,46 @@ def make(project: Path, target: str, env: dict[str, str] | None = None) -> None:
 
 
 @pytest.fixture(scope="module", params=RUN_BAKES, ids=RUN_IDS)
-def running_bake(request, bake_into, tmp_path_factory):
-    """A bake of its own (it gets a venv and logs); the venv is removed afterwards, the logs stay."""
-    project = bake_into(tmp_path_factory.mktemp("run"), **request.param)
-    yield project, request.param
-    shutil.rmtree(project / ".venv", ignore_errors=True)
+def running_bake(request, bake_into, tmp_path_factory) -> Iterator[Bake]:
+    """A bake of its own (it gets a venv and logs); the venv is removed afterwards, the logs stay.
+
+    The embedded bake lives outside pytest's temporary root: as root, `nobody` runs its PostgreSQL
+    from its venv, and every new pytest run makes that root private again."""
+    options, servers = request.param
+    env = clean_env()
+    with contextlib.ExitStack() as cleanup:
+        if servers == "embedded":
+            output = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="embedded-bake-")))
+            # Ports that were free a moment ago: nothing answers there.
+            env["POSTGRES_PORT"] = str(free_port())
+            env["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
+        else:
+            output = tmp_path_factory.mktemp("run")
+        project = bake_into(output, **options)
+        bake = Bake(project, env)
+        if servers == "embedded":
+            assert bake.embedded() == ({"PostgreSQL", "Redis"} if bake.has_celery else {"PostgreSQL"})
+        yield bake
+        shutil.rmtree(project / ".venv", ignore_errors=True)
+
+
+def header_lines(log: Path) -> list[str]:
+    """The server lines of the pytest header in a `make test` log."""
+    return [line for line in log.read_text().splitlines() if line.startswith(("PostgreSQL: ", "Redis: "))]
 
 
 def test_generated_suite_passes(running_bake):
-    project, _ = running_bake
-    make(project, "test")
+    make(running_bake.project, "test", running_bake.env)
+    # The suite says which servers it used, and they are the ones its settings lead to.
+    expected = {"PostgreSQL"} | ({"Redis"} if running_bake.has_celery else set())
+    said = header_lines(running_bake.project / "make-test.log")
+    assert {line.split(":")[0] for line in said} == expected, said
+    embedded = {line.split(":")[0] for line in said if ": embedded (" in line}
+    assert embedded == running_bake.embedded(), said
 
 
 def test_generated_lint_passes(running_bake):
-    project, _ = running_bake
-    make(project, "lint")
+    make(running_bake.project, "lint", running_bake.env)
 
 
 def free_port() -> int:
@@ -110,23 +176,19 @@ def default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def test_make_dev_serves_ready(running_bake):
-    """`make dev` (venv, database, migrations, upstream, worker, api natively) answers /health/ready 200."""
-    project, _ = running_bake
-    services = yaml.safe_load((project / "docker-compose.yml").read_text())["services"]
-    # Free ports instead of the compose ones (8000, 9000), which something else may hold.
-    ports = {"api": free_port(), "upstream": free_port()}
-    env = clean_env()
+def start_make_dev(bake: Bake, ports: dict[str, int]) -> tuple[subprocess.Popen, dict[str, str]]:
+    """`make dev` on free ports, with a database of its own (created by it, dropped by the caller)
+    and, on a configured Redis, the tests' Redis db."""
+    env = dict(bake.env)
     env["API_PORT"], env["UPSTREAM_PORT"] = str(ports["api"]), str(ports["upstream"])
-    # A database of its own (created by `make dev`, dropped here), and the tests' Redis db.
     env["POSTGRES_DB"] = f"dev_smoke_{uuid.uuid4().hex[:8]}"
-    if "worker" in services:
-        env["REDIS_URL"] = f"redis://127.0.0.1:6379/{os.environ.get('TEST_REDIS_DB', '15')}"
-    log = project / "make-dev.log"
-    with log.open("w") as output:
+    if bake.has_celery and "Redis" not in bake.embedded():
+        base = env.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0]
+        env["REDIS_URL"] = f"{base}/{os.environ.get('TEST_REDIS_DB', '15')}"
+    with (bake.project / "make-dev.log").open("w") as output:
         dev = subprocess.Popen(
             ["make", "dev"],
-            cwd=project,
+            cwd=bake.project,
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -136,24 +198,61 @@ def test_make_dev_serves_ready(running_bake):
             # them SIGINT ignored, and then Ctrl-C below would never reach `make dev`.
             preexec_fn=default_sigint,
         )
-    try:
-        url = f"http://127.0.0.1:{ports['api']}/health/ready"
-        deadline = time.monotonic() + 600  # includes the venv when this runs first
-        status = None
-        while time.monotonic() < deadline and dev.poll() is None:
-            try:
-                with urllib.request.urlopen(url, timeout=3) as response:
-                    status = response.status
-                    break
-            except urllib.error.HTTPError as error:
-                status = error.code
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.5)
-        assert status == 200, f"/health/ready answered {status}; `make dev` log:\n{tail(log)}"
-        assert dev.poll() is None, f"`make dev` exited ({dev.returncode}):\n{tail(log)}"
+    return dev, env
 
-        # Ctrl-C stops everything it started.
+
+def wait_ready(dev: subprocess.Popen, url: str, log: Path) -> None:
+    deadline = time.monotonic() + 600  # includes the venv when this runs first
+    status = None
+    while time.monotonic() < deadline and dev.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=3) as response:
+                status = response.status
+                break
+        except urllib.error.HTTPError as error:
+            status = error.code
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    assert status == 200, f"/health/ready answered {status}; `make dev` log:\n{tail(log)}"
+    assert dev.poll() is None, f"`make dev` exited ({dev.returncode}):\n{tail(log)}"
+
+
+def run_a_job(api: str, log: Path) -> None:
+    """POST /cpu/jobs and poll it until the worker has run it."""
+    request = urllib.request.Request(
+        f"{api}/cpu/jobs", data=b'{"n": 10000}', headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        location = response.headers["Location"]
+    deadline = time.monotonic() + 60
+    while True:
+        with urllib.request.urlopen(api + location, timeout=30) as response:
+            job = json.loads(response.read())
+        if job["state"] in ("succeeded", "failed"):
+            break
+        assert time.monotonic() < deadline, f"job still {job['state']}:\n{tail(log)}"
+        time.sleep(0.2)
+    assert job["result"] == {"below": 10_000, "primes": 1229}, job
+
+
+def test_make_dev_serves_ready(running_bake):
+    """`make dev` (venv, database, migrations, upstream, worker, api natively) answers /health/ready
+    200 and runs a Celery job, says which servers it uses, then stops everything on Ctrl-C."""
+    project = running_bake.project
+    # Free ports instead of the compose ones (8000, 9000), which something else may hold.
+    ports = {"api": free_port(), "upstream": free_port()}
+    log = project / "make-dev.log"
+    dev, env = start_make_dev(running_bake, ports)
+    try:
+        api = f"http://127.0.0.1:{ports['api']}"
+        wait_ready(dev, f"{api}/health/ready", log)
+        if running_bake.has_celery:
+            run_a_job(api, log)
+        said = [line for line in log.read_text().splitlines() if " does not answer: embedded " in line]
+        assert {line.split(" ")[0] for line in said} == running_bake.embedded(), tail(log)
+
+        # Ctrl-C stops everything it started (the embedded servers run with their data in .local/).
         os.killpg(dev.pid, signal.SIGINT)
         dev.wait(timeout=60)
         deadline = time.monotonic() + 30
@@ -167,4 +266,5 @@ def test_make_dev_serves_ready(running_bake):
         for pid in processes_in(project):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        drop_database(project, env)
+        if "PostgreSQL" not in running_bake.embedded():  # an embedded cluster goes with the bake
+            drop_database(project, env)

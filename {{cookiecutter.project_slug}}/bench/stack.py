@@ -24,6 +24,7 @@ from pathlib import Path
 from {{ cookiecutter.project_slug }}.config import Settings, load_settings
 
 from tools.database import drop_database, ensure_database
+from tools.embedded import use_local_servers
 from tools.native import (
     PROJECT_ROOT,
     Service,
@@ -101,6 +102,7 @@ class Stack:
             old.unlink()
         self.has_worker = "worker" in compose_services()
         upstream_port = free_port()
+        use_local_servers(log_dir)  # the configured servers, or embedded ones for this run
         # The tests' isolation: a database of its own{% if cookiecutter.use_celery == "yes" %} and a Redis database, emptied before and after{% endif %}.
         self.env = isolated_env("bench", upstream_port{% if cookiecutter.use_celery == "yes" %}, redis_db_number(){% endif %})
         self.upstream = Service.from_compose(

@@ -1,9 +1,15 @@
 """Real parts only: a database made for this run (dropped after){% if cookiecutter.use_celery == "yes" %}, a Redis database of its own{% endif %},
 and the compose services started natively with their compose argv (tools/native.py) on free ports.
+
+The configured PostgreSQL{% if cookiecutter.use_celery == "yes" %} and Redis are used when they answer{% else %} is used when it answers{% endif %}, embedded ones otherwise
+(tools/embedded.py, with throwaway data in the session's temporary folder); pytest's header says
+which. The whole session, and every process it starts, runs with the chosen servers in os.environ.
 """
 
 import os
+import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -12,7 +18,47 @@ from {{ cookiecutter.project_slug }}.config import Settings, load_settings
 
 from .services import start_api{% if cookiecutter.use_celery == "yes" %}, start_worker{% endif %}
 from tools.database import drop_database, ensure_database
+from tools.embedded import Configured, LocalServers, choose
 from tools.native import Service, free_port, isolated_env, run_once
+
+SERVER_CHOICES = pytest.StashKey[list[Configured]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[SERVER_CHOICES] = choose(load_settings())
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [choice.header() for choice in config.stash[SERVER_CHOICES]]
+
+
+@contextmanager
+def environment(overrides: dict[str, str]) -> Iterator[None]:
+    """os.environ with `overrides`, as it was again on exit."""
+    previous = {key: os.environ.get(key) for key in overrides}
+    os.environ.update(overrides)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(scope="session", autouse=True)
+def local_servers(request: pytest.FixtureRequest, log_dir: Path) -> Iterator[LocalServers]:
+    """The servers pytest's header names, for every test and for every process a test starts.
+
+    Embedded ones keep their data in a folder of their own, removed at the end: not under pytest's
+    temporary root, which every new pytest run makes private again (as root, `nobody` runs the
+    embedded PostgreSQL and must keep reaching its data)."""
+    choices = request.config.stash[SERVER_CHOICES]
+    with tempfile.TemporaryDirectory(prefix="test-servers-") as data_root:
+        servers = LocalServers(load_settings(), Path(data_root), log_dir, choices=choices, durable=False)
+        with servers, environment(servers.env):
+            yield servers
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +72,7 @@ def upstream_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def service_env(upstream_port: int) -> dict[str, str]:
+def service_env(local_servers: LocalServers, upstream_port: int) -> dict[str, str]:
     """Environment shared by every process of this run."""
 {%- if cookiecutter.use_celery == "yes" %}
     # Redis database TEST_REDIS_DB (default 15), emptied before and after the run.
@@ -40,16 +86,8 @@ def service_env(upstream_port: int) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def settings(service_env: dict[str, str]) -> Iterator[Settings]:
-    previous = {key: os.environ.get(key) for key in service_env}
-    os.environ.update(service_env)
-    try:
+    with environment(service_env):
         yield load_settings()
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,8 @@ import pytest
 import redis
 
 from .services import start_api, start_worker
-from tools.native import Service, free_port
+from tools.embedded import RedisServer
+from tools.native import Service
 
 STATES = {"queued", "started", "succeeded", "failed"}
 PRIMES_BELOW = {10_000: 1229, 500_000: 41538}
@@ -211,43 +212,13 @@ def test_job_stays_readable_for_job_result_expires(isolated):
         assert RESULT_EXPIRES - 60 < ttl <= RESULT_EXPIRES, f"{key} expires in {ttl} s"
 
 
-class PrivateRedis:
-    """A Redis of our own, to stop and start again: the compose `redis` argv on a free port."""
-
-    def __init__(self, data_dir: Path, log_dir: Path):
-        self.port = free_port()
-        self.data_dir = data_dir
-        self.log_dir = log_dir
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.service: Service | None = None
-
-    def start(self) -> None:
-        where = ("--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir))
-        log_path = self.log_dir / "redis.log"
-        service = Service.from_compose("redis", {}, log_path=log_path, extra_args=where).start()
-        self.service = service
-        client = redis.Redis(port=self.port, socket_connect_timeout=1)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                assert service.process.poll() is None, service.log_tail()
-                assert time.monotonic() < deadline, f"redis did not start:\n{service.log_tail()}"
-                time.sleep(0.05)
-        client.close()
-
-    def stop(self) -> None:
-        if self.service:
-            self.service.stop()
-
-
 @pytest.fixture
-def private_redis(tmp_path, log_dir) -> Iterator[PrivateRedis]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed: this test runs a Redis of its own to stop it")
-    server = PrivateRedis(tmp_path, log_dir)
+def private_redis(tmp_path, log_dir, local_servers) -> Iterator[RedisServer]:
+    """A Redis of our own to stop and start again: the compose `redis` argv on a free port, run by
+    the installed redis-server when the session uses the configured servers, by the embedded Valkey
+    when it uses embedded ones (or no redis-server is installed)."""
+    installed = None if local_servers.embedded("Redis") else shutil.which("redis-server")
+    server = RedisServer("redis://127.0.0.1/0", tmp_path, log_dir / "redis.log", executable=installed)
     server.start()
     try:
         yield server

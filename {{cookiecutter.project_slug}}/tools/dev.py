@@ -1,8 +1,10 @@
 """`make dev`: the compose services natively, their output on this terminal, until Ctrl-C.
 
-Creates POSTGRES_DB if it is missing, runs the compose `migrate` command, then starts
-upstream{% if cookiecutter.use_celery == "yes" %}, worker{% endif %} and api with their compose argv. API_PORT and UPSTREAM_PORT move the services
-off their compose ports. Ctrl-C, SIGTERM or SIGHUP stops every service it started.
+Uses the configured PostgreSQL{% if cookiecutter.use_celery == "yes" %} and Redis{% endif %} when they answer, else starts embedded ones with
+their data in .local/ (tools/embedded.py, one line says so). Creates POSTGRES_DB if it is missing,
+runs the compose `migrate` command, then starts upstream{% if cookiecutter.use_celery == "yes" %}, worker{% endif %} and api with their compose argv.
+API_PORT and UPSTREAM_PORT move the services off their compose ports. Ctrl-C, SIGTERM or SIGHUP
+stops every process it started, embedded servers included.
 """
 
 import os
@@ -12,23 +14,31 @@ import time
 
 import psycopg2
 
-from {{ cookiecutter.project_slug }}.config import Settings, load_settings
+from {{ cookiecutter.project_slug }}.config import load_settings
 
 from tools.database import ensure_database
-from tools.native import Service, compose_port, compose_services, run_once
+from tools.embedded import LocalServers
+from tools.native import PROJECT_ROOT, Service, compose_port, compose_services, run_once
+
+LOCAL_DATA = PROJECT_ROOT / ".local"  # the embedded servers' data, kept between runs (git-ignored)
 
 
 def stop_on_signal(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM / SIGHUP: stop the services as Ctrl-C does
 
 
-def prepare_database(settings: Settings) -> None:
+def prepare_database(servers: LocalServers) -> None:
+    settings = load_settings()
     try:
         if ensure_database(settings):
             print(f"created database {settings.postgres_db}")
     except psycopg2.OperationalError as error:
         where = f"{settings.postgres_host}:{settings.postgres_port}"
-        sys.exit(f"PostgreSQL at {where} is not reachable ({str(error).strip()}); start it, or fix .env")
+        advice = "start it, or fix .env"
+        if servers.embedded("PostgreSQL"):
+            made_with = "the embedded cluster keeps the user and password it was made with"
+            advice = f"{made_with}: fix .env or remove {LOCAL_DATA / 'postgres'}"
+        sys.exit(f"PostgreSQL at {where} is not reachable ({str(error).strip()}); {advice}")
 
 
 def port_of(name: str) -> int:
@@ -48,24 +58,32 @@ def supervise(services: list[Service]) -> None:
     print("a service exited; stopping the others", file=sys.stderr)
 
 
-def main() -> None:
-    prepare_database(load_settings())
+def run_stack(servers: LocalServers) -> None:
+    """Database, migrations, then the long-running services until one exits or Ctrl-C."""
+    os.environ.update(servers.env)  # this process and every service it starts: the chosen servers
+    prepare_database(servers)
     upstream_port = port_of("upstream")
     env = {"UPSTREAM_URL": f"http://127.0.0.1:{upstream_port}"} if os.environ.get("UPSTREAM_PORT") else {}
     run_once("migrate", env)
-    signal.signal(signal.SIGTERM, stop_on_signal)
-    signal.signal(signal.SIGHUP, stop_on_signal)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started in the background
     ports = {"upstream": upstream_port, "api": port_of("api")}
     names = [name for name in ("upstream", "worker", "api") if name in compose_services()]
     services = [Service.from_compose(name, env, port=ports.get(name)) for name in names]
     try:
         supervise(services)
-    except KeyboardInterrupt:
-        pass
     finally:
         for service in reversed(services):
             service.stop()
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, stop_on_signal)
+    signal.signal(signal.SIGHUP, stop_on_signal)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started in the background
+    try:
+        with LocalServers(load_settings(), LOCAL_DATA) as servers:
+            run_stack(servers)
+    except KeyboardInterrupt:
+        pass
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -71,6 +72,14 @@ def isolated_env(purpose: str, upstream_port: int{% if cookiecutter.use_celery =
     return env
 
 
+def run_as_kwargs(account: tuple[int, int] | None) -> dict:
+    """subprocess arguments that run a command as account (uid, gid), without the caller's
+    supplementary groups; none when account is None."""
+    if account is None:
+        return {}
+    return {"user": account[0], "group": account[1], "extra_groups": []}
+
+
 def with_asgi_app(argv: list[str], app: str, factory: bool) -> list[str]:
     """A uvicorn argv serving another app: `module:factory` (uvicorn --factory), else `module:app`."""
     swapped = [app if ":" in part and not part.startswith("-") else part for part in argv]
@@ -90,12 +99,16 @@ class Service:
         env: dict[str, str],
         port: int | None = None,
         log_path: Path | None = None,
+        run_as: tuple[int, int] | None = None,
+        stop_signal: int = signal.SIGTERM,
     ) -> None:
         self.name = name
         self.argv = argv
         self.env = env
         self.port = port
         self.log_path = log_path
+        self.run_as = run_as  # (uid, gid) to drop to, when started as root
+        self.stop_signal = stop_signal
         self.process: subprocess.Popen | None = None
         self._recent: collections.deque[str] = collections.deque(maxlen=40)
 
@@ -134,6 +147,7 @@ class Service:
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            **run_as_kwargs(self.run_as),
         )
         if self.log_path:
             output.close()
@@ -148,27 +162,28 @@ class Service:
             self._recent.append(line)
             print(f"{self.name:<9}| {line}", flush=True)
 
-    def wait_http(self, path: str, timeout: float = 30.0) -> None:
+    def wait_until(self, ready: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+        """Poll `ready` until true; raise with the service's last lines if it exits or time runs out."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self._raise_if_exited()
-            try:
-                with urllib.request.urlopen(self.url + path, timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"{self.name} did not answer {path} in {timeout} s:\n{self.log_tail()}")
-
-    def wait_log(self, text: str, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.output():
+            if ready():
                 return
             self._raise_if_exited()
             time.sleep(0.1)
-        raise TimeoutError(f"{self.name} did not log {text!r} in {timeout} s:\n{self.log_tail()}")
+        raise TimeoutError(f"{self.name} did not {what} in {timeout} s:\n{self.log_tail()}")
+
+    def wait_http(self, path: str, timeout: float = 30.0) -> None:
+        self.wait_until(lambda: self._answers(path), f"answer {path}", timeout)
+
+    def _answers(self, path: str) -> bool:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=2) as response:
+                return response.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def wait_log(self, text: str, timeout: float = 30.0) -> None:
+        self.wait_until(lambda: text in self.output(), f"log {text!r}", timeout)
 
     def _raise_if_exited(self) -> None:
         if self.process and self.process.poll() is not None:
@@ -191,7 +206,7 @@ class Service:
     def stop(self, timeout: float = 20.0) -> None:
         if not self.process or self.process.poll() is not None:
             return
-        os.killpg(self.process.pid, signal.SIGTERM)
+        os.killpg(self.process.pid, self.stop_signal)
         try:
             self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -23,7 +23,14 @@ from .cpu_pool import CpuPool
 from .db import async_sessions, make_async_engine, make_sync_engine, ping_async, ping_sync, sync_sessions
 from .errors import install_error_handlers
 from .logs import configure_logging
-from .metrics import engine_sample, install_metrics, observe, process_pool_sample, threadpool_sample
+from .metrics import (
+    engine_sample,
+    http_client_sample,
+    install_metrics,
+    observe,
+    process_pool_sample,
+    threadpool_sample,
+)
 
 
 def close_off_the_loop(resources: AsyncExitStack, close: Callable[[], object]) -> None:
@@ -59,6 +66,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             "threadpool": threadpool_sample(threadpool),
             "asyncpg": engine_sample("asyncpg", async_engine.pool),
             "psycopg2": engine_sample("psycopg2", sync_engine.pool),
+            "http_client": http_client_sample(app.state.http_client),
             "process_pool": process_pool_sample(app.state.cpu_pool),
         }
 

@@ -29,6 +29,7 @@ from typing import Annotated
 
 import anyio
 import anyio.to_thread
+import httpx
 from asgi_correlation_id import correlation_id
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from prometheus_client import (
@@ -78,6 +79,7 @@ DB_POOL_SIZE = livesum("db_pool_size", "Connections the pool keeps", ("engine",)
 DB_POOL_CHECKED_OUT = livesum("db_pool_checked_out", "Connections in use", ("engine",))
 DB_POOL_OVERFLOW = livesum("db_pool_overflow", "Connections open beyond the pool size", ("engine",))
 DB_POOL_WAITING = livesum("db_pool_waiting", "Checkouts waiting for a connection", ("engine",))
+HTTP_IN_FLIGHT = livesum("http_client_requests_in_flight", "Upstream requests holding a connection")
 PROCESS_POOL_RUNNING = livesum("process_pool_jobs_running", "CPU jobs computing in the process pool")
 PROCESS_POOL_QUEUED = livesum("process_pool_jobs_queued", "CPU jobs waiting for a pool process")
 
@@ -153,6 +155,18 @@ def engine_sample(name: str, pool: Pool) -> Sample:
         DB_POOL_CHECKED_OUT.labels(name).set(pool.checkedout())
         DB_POOL_OVERFLOW.labels(name).set(max(0, pool.overflow()))  # counts up from -size
         DB_POOL_WAITING.labels(name).set(waiting_for(pool))
+
+    return sample
+
+
+def http_client_sample(client: httpx.AsyncClient) -> Sample:
+    """Requests in flight = connections that the transport's aiohttp pool has handed out and not taken
+    back. Neither library counts them publicly: this reads the connector's set of acquired ones."""
+
+    def sample() -> None:
+        session = getattr(client._transport, "client", None)  # made on the first request
+        connector = getattr(session, "connector", None)
+        HTTP_IN_FLIGHT.set(len(getattr(connector, "_acquired", ())))
 
     return sample
 

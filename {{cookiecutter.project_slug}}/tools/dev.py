@@ -52,7 +52,8 @@ def main() -> None:
     prepare_database(load_settings())
     upstream_port = port_of("upstream")
     env = {"UPSTREAM_URL": f"http://127.0.0.1:{upstream_port}"} if os.environ.get("UPSTREAM_PORT") else {}
-    env["LOG_FORMAT"] = os.environ.get("LOG_FORMAT", "console")  # plain text on a terminal; JSON is for collectors
+    # Plain text on a terminal; JSON, the default, is for log collectors.
+    env["LOG_FORMAT"] = os.environ.get("LOG_FORMAT", "console")
     run_once("migrate", env)
     signal.signal(signal.SIGTERM, stop_on_signal)
     signal.signal(signal.SIGHUP, stop_on_signal)

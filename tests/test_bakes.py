@@ -204,10 +204,13 @@ def test_compose_file_valid(bake):
 def test_compose_services_and_images(bake):
     project, options = bake
     services = compose(project)["services"]
-    expected = {"postgres", "migrate", "api", "upstream"}
+    expected = {"postgres", "migrate", "api", "upstream", "prometheus"}
     if options["use_celery"] == "yes":
         expected |= {"redis", "worker"}
     assert set(services) == expected
+    # Prometheus only on request (`--profile observability`), scraping the api.
+    assert services["prometheus"]["profiles"] == ["observability"]
+    assert "PROMETHEUS_MULTIPROC_DIR" in services["api"]["environment"]
     assert services["postgres"]["image"] == f"postgres:{options['postgres_version']}"
     if options["use_celery"] == "yes":
         assert services["redis"]["image"] == f"redis:{options['redis_version']}"

@@ -95,11 +95,13 @@ def overhead_summary(report: Report) -> Overhead:
     """Two ratios. Throughput (best rounds) is what a client sees, but on a shared machine it moves
     with whatever else runs; CPU per request is what each app costs, whoever else runs: the target
     is judged on it (it is the ratio of their CPU-bound ceilings)."""
-    bare, routed, app = (report.row(f"overhead.{name}") for name in ("bare", "routed", "app"))
+    bare, routed, app, plain = (report.row(f"overhead.{name}") for name in ("bare", "routed", "app", "plain"))
     if not bare or not app:
         return Overhead()
     bare_cpu, app_cpu = bare.server_cpu_us_per_request, app.server_cpu_us_per_request
     routed_cpu = routed.server_cpu_us_per_request if routed else None
+    plain_cpu = plain.server_cpu_us_per_request if plain else None
+    cost = _ratio(app_cpu, plain_cpu)
     return Overhead(
         ratio=_ratio(bare_cpu, app_cpu),
         throughput_ratio=_ratio(app.rps, bare.rps),
@@ -110,6 +112,9 @@ def overhead_summary(report: Report) -> Overhead:
         app_cpu_us_per_request=app_cpu,
         routed_cpu_us_per_request=routed_cpu,
         routed_ratio=_ratio(bare_cpu, routed_cpu),
+        plain_rps=plain.rps if plain else None,
+        plain_cpu_us_per_request=plain_cpu,
+        observability_cost=round(cost - 1, 4) if cost else None,
     )
 
 

@@ -175,13 +175,22 @@ def overhead_lines(overhead: Overhead, config: Config) -> list[str]:
         if overhead.routed_ratio
         else ""
     )
+    watching = (
+        f" The same app with OBSERVABILITY=false (no loop watchdog, no metrics): "
+        f"{overhead.plain_cpu_us_per_request:g} µs; watching the loop and serving metrics costs "
+        f"{overhead.observability_cost:+.1%} server CPU per request."
+        if overhead.observability_cost is not None
+        else ""
+    )
     return [
         f"Framework overhead on `GET /health/live`, same uvicorn command, {config.overhead_rounds} "
         f"alternated rounds of {config.overhead_requests} requests: the generated app costs "
         f"{overhead.app_cpu_us_per_request:g} µs of server CPU per request, bare FastAPI "
         f"{overhead.bare_cpu_us_per_request:g} µs: the app's ceiling is {overhead.ratio:.0%} of bare "
         f"FastAPI's. Best rounds: {_num(overhead.app_rps)} vs {_num(overhead.bare_rps)} req/s "
-        f"({overhead.throughput_ratio:.0%}; on a shared machine this one moves with the neighbours)." + routed
+        f"({overhead.throughput_ratio:.0%}; on a shared machine this one moves with the neighbours)."
+        + routed
+        + watching
     ]
 
 

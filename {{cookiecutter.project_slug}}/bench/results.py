@@ -74,6 +74,9 @@ class Overhead:
     app_cpu_us_per_request: float | None = None
     routed_cpu_us_per_request: float | None = None
     routed_ratio: float | None = None
+    plain_rps: float | None = None  # the app with OBSERVABILITY=false
+    plain_cpu_us_per_request: float | None = None
+    observability_cost: float | None = None  # app CPU per request / plain's - 1: what watching costs
 
 
 @dataclass

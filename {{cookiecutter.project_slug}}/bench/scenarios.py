@@ -178,8 +178,11 @@ CPU_ROWS = [
 OVERHEAD_ROWS = [  # the same trivial route, same uvicorn command
     Spec("overhead.bare", "bare FastAPI", "bare", "/health/live", REFERENCE),
     Spec("overhead.routed", "bare FastAPI, route in an APIRouter", "routed", "/health/live", REFERENCE),
+    Spec("overhead.plain", "generated app, OBSERVABILITY=false", "plain", "/health/live", REFERENCE),
     Spec("overhead.app", "generated app", "api", "/health/live", CORRECT),
 ]
+# Settings of the servers above beyond the defaults: the app without its watchdog and metrics.
+OVERHEAD_SERVER_ENV = {"plain": {"OBSERVABILITY": "false"}}
 # fmt: on
 
 
@@ -298,6 +301,7 @@ def cpu_rows(config: Config, build: Builder, has_celery: bool) -> list[Row]:
 def overhead_rows(config: Config, limits: Limits) -> list[Row]:
     build = Builder(config, limits)
     return [
-        build.row(spec, OVERHEAD, "full", config.overhead_requests, config.full_concurrency)
+        build.row(spec, OVERHEAD, "full", config.overhead_requests, config.full_concurrency,
+                  server_env=OVERHEAD_SERVER_ENV.get(spec.server, {}))
         for spec in OVERHEAD_ROWS
-    ]
+    ]  # fmt: skip

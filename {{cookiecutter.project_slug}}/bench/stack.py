@@ -10,6 +10,8 @@ service with tools.native on a free loopback port:
     anti      the same command serving bench.articles_app (anti-patterns + the articles' routes)
     bare      the same command serving bench.bare_app (bare FastAPI, for the overhead ratio)
     routed    the same, with the route in an included APIRouter (bench.bare_app:routed_app)
+    plain     the compose `api` command with OBSERVABILITY=false: no watchdog, no metrics (started
+              by its overhead row, which sets that; the cost of observability is api vs plain)
     worker    the compose `worker` command, when the project has Celery
     raw       bench.rawserver, to measure the load generator's own ceiling
 """
@@ -42,6 +44,7 @@ APPS = {
     "anti": "bench.articles_app:app",
     "bare": "bench.bare_app:app",
     "routed": "bench.bare_app:routed_app",
+    "plain": None,
 }
 
 
@@ -164,7 +167,8 @@ class Stack:
         Also after a cut anti-pattern row: the old process still owes minutes of blocking."""
         if overrides is not None:
             self.overrides[name] = overrides
-        self.services[name].kill()
+        if name in self.services:  # (a server only some rows use is started by the first of them)
+            self.services[name].kill()
         service = self._api_service(name).start()
         service.wait_http("/health/live", timeout=60)
         self.services[name] = service

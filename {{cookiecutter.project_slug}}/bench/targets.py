@@ -16,6 +16,7 @@ LAG_TARGET_MS = 10.0
 HTTP_LAG_TARGET_MS = 20.0  # rows that also parse an upstream's answer on the loop
 ASYNC_HTTP_LAG_TARGET_MS = 30.0
 OVERHEAD_TARGET = 0.9
+OBSERVABILITY_COST_TARGET = 0.05  # the watchdog and metrics: extra server CPU per request
 # A row measured above this share of the client's own ceiling, or with the client's CPU this busy,
 # may have measured the load generator rather than the server.
 CLIENT_SHARE_LIMIT = 0.5
@@ -68,6 +69,12 @@ def evaluate(report: Report) -> list[Target]:
             f"the template's trivial route is within {1 - OVERHEAD_TARGET:.0%} of bare FastAPI",
             [r for r in report.rows if r.key == "overhead.app"],
             overhead(report),
+        ),
+        judge(
+            f"the loop watchdog and metrics cost <= {OBSERVABILITY_COST_TARGET:.0%} more server CPU per "
+            "request than the app without them",
+            [r for r in report.rows if r.key == "overhead.app"],
+            observability_cost(report),
         ),
         judge(
             "the load generator is not the bottleneck",
@@ -146,6 +153,16 @@ def overhead(report: Report) -> Check:
         if ratio is not None and ratio >= OVERHEAD_TARGET:
             return None
         return f"generated app at {ratio or 0:.0%} of bare"
+
+    return check
+
+
+def observability_cost(report: Report) -> Check:
+    def check(r: Measured) -> str | None:
+        cost = report.overhead.observability_cost
+        if cost is not None and cost <= OBSERVABILITY_COST_TARGET:
+            return None
+        return f"watchdog and metrics cost {cost or 0:+.1%} server CPU per request over overhead.plain"
 
     return check
 

@@ -23,7 +23,7 @@ STATIC_ROWS = {
     "loadgen.raw", "loadgen.upstream",
     "articles.def", "articles.async", "articles.threadpool", "articles.blocking",
     "io.upstream.httpcore", "io.db.anti", "io.mixed", "io.mixed.anti", "io.items.async", "io.items.sync",
-    "cpu.inline", "cpu.pool", "overhead.bare", "overhead.routed", "overhead.app",
+    "cpu.inline", "cpu.pool", "overhead.bare", "overhead.routed", "overhead.plain", "overhead.app",
 }  # fmt: skip
 SWEEP = ["upstream.async", "upstream.sync", "upstream.threads", "upstream.anti", "db.async", "db.sync"]
 
@@ -128,6 +128,10 @@ def test_overhead_and_load_generator_figures(quick: dict, rows: dict[str, dict])
         overhead["bare_cpu_us_per_request"] / overhead["app_cpu_us_per_request"], rel=1e-3
     )
     assert overhead["throughput_ratio"] == pytest.approx(overhead["app_rps"] / overhead["bare_rps"], rel=1e-3)
+    # The cost of the watchdog and metrics: the app against itself with OBSERVABILITY=false.
+    assert overhead["observability_cost"] == pytest.approx(
+        overhead["app_cpu_us_per_request"] / overhead["plain_cpu_us_per_request"] - 1, abs=1e-3
+    )
     assert report["loadgen_ceiling_rps"] == rows["loadgen.raw"]["rps"]
     assert report["limits"]["threadpool_tokens"] > 0 and report["limits"]["cpus"] >= 1
     assert report["config"]["quick"] is True and report["versions"]["fastapi"]

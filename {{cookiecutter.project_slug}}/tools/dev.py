@@ -64,6 +64,8 @@ def run_stack(servers: LocalServers) -> None:
     prepare_database(servers)
     upstream_port = port_of("upstream")
     env = {"UPSTREAM_URL": f"http://127.0.0.1:{upstream_port}"} if os.environ.get("UPSTREAM_PORT") else {}
+    # Plain text on a terminal; JSON, the default, is for log collectors.
+    env["LOG_FORMAT"] = os.environ.get("LOG_FORMAT", "console")
     run_once("migrate", env)
     ports = {"upstream": upstream_port, "api": port_of("api")}
     names = [name for name in ("upstream", "worker", "api") if name in compose_services()]

@@ -8,10 +8,12 @@ service gets its host and port through UVICORN_HOST / UVICORN_PORT, which uvicor
 
 import collections
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -30,6 +32,9 @@ from {{ cookiecutter.project_slug }}.config import load_settings
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
 UVICORN_FACTORY_FLAG = "--factory"
+# Where prometheus-client's processes share their metrics: compose mounts a fresh tmpfs there; natively
+# each start of such a service gets a fresh empty folder of its own (metrics.py explains why).
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def compose_services() -> dict:
@@ -111,6 +116,7 @@ class Service:
         self.stop_signal = stop_signal
         self.process: subprocess.Popen | None = None
         self._recent: collections.deque[str] = collections.deque(maxlen=40)
+        self.fresh_metrics_dir = METRICS_DIR_VARIABLE in env
 
     @classmethod
     def from_compose(
@@ -130,6 +136,8 @@ class Service:
         if app is not None:
             argv = with_asgi_app(argv, app, factory)
         full_env = native_env(env)
+        if METRICS_DIR_VARIABLE in compose_services()[name].get("environment", {}):
+            full_env[METRICS_DIR_VARIABLE] = ""  # made in start()
         if port is not None:
             full_env.update(UVICORN_HOST="127.0.0.1", UVICORN_PORT=str(port))
         return cls(name, [*argv, *extra_args], full_env, port=port, log_path=log_path)
@@ -139,6 +147,9 @@ class Service:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> "Service":
+        if self.fresh_metrics_dir:
+            self._remove_metrics_dir()
+            self.env[METRICS_DIR_VARIABLE] = tempfile.mkdtemp(prefix=f"{self.name}-metrics-")
         output: IO[bytes] | int = self.log_path.open("ab") if self.log_path else subprocess.PIPE
         self.process = subprocess.Popen(
             self.argv,
@@ -202,15 +213,22 @@ class Service:
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, sig)
             self.process.wait(timeout=30)
+        self._remove_metrics_dir()
 
     def stop(self, timeout: float = 20.0) -> None:
         if not self.process or self.process.poll() is not None:
+            self._remove_metrics_dir()
             return
         os.killpg(self.process.pid, self.stop_signal)
         try:
             self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.kill()
+        self._remove_metrics_dir()
+
+    def _remove_metrics_dir(self) -> None:
+        if self.fresh_metrics_dir and self.env.get(METRICS_DIR_VARIABLE):
+            shutil.rmtree(self.env[METRICS_DIR_VARIABLE], ignore_errors=True)
 
 
 def run_once(name: str, env: dict[str, str]) -> None:

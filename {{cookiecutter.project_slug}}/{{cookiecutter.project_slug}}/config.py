@@ -27,6 +27,7 @@ What this means for the two keywords:
 """
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -71,6 +72,13 @@ class Settings(BaseSettings):
     )
     worker_concurrency: int = Field(2, ge=1, le=64)
 {%- endif %}
+
+    # Seeing the loop in production (metrics.py, watchdog.py, logs.py); cheap enough to leave on.
+    observability: bool = Field(True, description="the loop watchdog, /metrics and per-route metrics")
+    loop_stall_threshold: float = Field(
+        0.1, gt=0, le=60, description="seconds late the event loop must be for a stall report"
+    )
+    log_format: Literal["json", "console"] = Field("json", description="console: plain text (make dev)")
 
     @model_validator(mode="after")
     def sync_pool_covers_threadpool(self) -> "Settings":

@@ -23,6 +23,7 @@ class CpuPool:
         self._workers = workers
         self._lock = threading.Lock()
         self._executor = self._new_executor()
+        self._in_pool = 0  # jobs submitted and not finished; changed on the event loop only
 
     def _new_executor(self) -> ProcessPoolExecutor:
         # "spawn": forking a process that runs an event loop and threads copies their locks mid-use.
@@ -30,11 +31,19 @@ class CpuPool:
 
     async def run(self, function: Callable[..., T], *args: object) -> T:
         executor = self._executor
+        self._in_pool += 1
         try:
             return await asyncio.get_running_loop().run_in_executor(executor, function, *args)
         except BrokenProcessPool:
             self._replace(executor)
             raise ServiceUnavailable("a CPU worker process died; retry the request") from None
+        finally:
+            self._in_pool -= 1
+
+    def load(self) -> tuple[int, int]:
+        """(jobs running, jobs queued): the pool starts a job as soon as one of its processes is free."""
+        in_pool = self._in_pool
+        return min(in_pool, self._workers), max(0, in_pool - self._workers)
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
         with self._lock:  # many requests see the same broken pool; only the first rebuilds it

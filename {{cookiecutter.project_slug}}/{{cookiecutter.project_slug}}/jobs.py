@@ -112,6 +112,7 @@ class JobQueue:
 
     def __init__(self, settings: Settings) -> None:
         self.result_expires = settings.job_result_expires
+        self.queue_name = settings.job_queue
         self.redis = make_redis(settings)
         self.celery = make_celery(settings)
 
@@ -134,6 +135,10 @@ class JobQueue:
 
     def ping(self) -> None:
         self.redis.ping()
+
+    def depth(self) -> int:
+        """Jobs published and not yet taken by a worker: the length of the Redis list they wait in."""
+        return self.redis.llen(self.queue_name)
 
     def close(self) -> None:
         self.celery.close()

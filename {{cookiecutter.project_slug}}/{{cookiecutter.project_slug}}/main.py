@@ -7,13 +7,13 @@ registers how to close it; the exit stack closes them in reverse order on shutdo
 
 import gc
 import importlib
-import logging
 import pkgutil
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 
 import anyio.to_thread
+from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 
 from . import routers
@@ -22,6 +22,15 @@ from .config import Settings, get_settings
 from .cpu_pool import CpuPool
 from .db import async_sessions, make_async_engine, make_sync_engine, ping_async, ping_sync, sync_sessions
 from .errors import install_error_handlers
+from .logs import configure_logging
+from .metrics import (
+    engine_sample,
+    http_client_sample,
+    install_metrics,
+    observe,
+    process_pool_sample,
+    threadpool_sample,
+)
 
 
 def close_off_the_loop(resources: AsyncExitStack, close: Callable[[], object]) -> None:
@@ -33,7 +42,8 @@ def close_off_the_loop(resources: AsyncExitStack, close: Callable[[], object]) -
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     # The limiter belongs to this event loop, so it is sized here and not at import time.
-    anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threadpool_tokens
+    threadpool = anyio.to_thread.current_default_thread_limiter()
+    threadpool.total_tokens = settings.threadpool_tokens
     async with AsyncExitStack() as resources:
         async_engine = make_async_engine(settings)
         resources.push_async_callback(async_engine.dispose)
@@ -51,11 +61,21 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         close_off_the_loop(resources, app.state.requests_session.close)
         app.state.cpu_pool = CpuPool(settings.process_pool_workers)
         close_off_the_loop(resources, app.state.cpu_pool.shutdown)
+        # What /metrics reports about each limit; a router's lifespan may add its own (routers/jobs.py).
+        app.state.metric_samples = {
+            "threadpool": threadpool_sample(threadpool),
+            "asyncpg": engine_sample("asyncpg", async_engine.pool),
+            "psycopg2": engine_sample("psycopg2", sync_engine.pool),
+            "http_client": http_client_sample(app.state.http_client),
+            "process_pool": process_pool_sample(app.state.cpu_pool),
+        }
 
         # What start-up built lives as long as the process: move it out of the garbage collector's
         # reach, or full collections over it pause the event loop for 100 ms and more under load.
         gc.collect()
         gc.freeze()
+        if settings.observability:  # last: the watchdog watches the loop from here on
+            await resources.enter_async_context(observe(app))
         yield
 
 
@@ -68,15 +88,20 @@ def router_modules() -> list[str]:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = settings or get_settings()
+    configure_logging(settings.log_format)
     app = FastAPI(
         title="{{ cookiecutter.project_name }}",
         description="{{ cookiecutter.description }}",
         lifespan=lifespan,
     )
-    app.state.settings = settings or get_settings()
+    app.state.settings = settings
     install_error_handlers(app)
     for name in router_modules():
         # A router's own lifespan (routers/jobs.py has one) runs inside the app's.
         app.include_router(importlib.import_module(f"{routers.__name__}.{name}").router)
+    if settings.observability:
+        install_metrics(app)
+    # Added last, so outermost: every record of a request, the metrics middleware's included, has its id.
+    app.add_middleware(CorrelationIdMiddleware)
     return app

@@ -12,12 +12,26 @@ import kombu.exceptions
 import redis
 from fastapi import APIRouter, FastAPI, HTTPException, Response, status
 from fastapi.concurrency import run_in_threadpool
+from prometheus_client import Gauge
 from pydantic import BaseModel, Field
 
 from ..deps import AppSettings
 from ..errors import ServiceUnavailable
 from ..jobs import COUNT_PRIMES, JobQueue, Jobs
 from ..schemas import PrimeCount
+
+# Every web process reads the same Redis list: /metrics shows the most recent reading.
+QUEUE_DEPTH = Gauge(
+    "celery_queue_depth",
+    "Jobs waiting for a worker (LLEN of the queue)",
+    ["queue"],
+    multiprocess_mode="livemostrecent",
+)
+
+
+def sample_queue_depth(queue: JobQueue) -> None:
+    """Run by the metrics sampler's thread: a blocking Redis call, never on the loop."""
+    QUEUE_DEPTH.labels(queue.queue_name).set(queue.depth())
 
 
 @asynccontextmanager
@@ -26,6 +40,7 @@ async def job_queue(app: FastAPI) -> AsyncIterator[None]:
     queue = JobQueue(app.state.settings)
     app.state.job_queue = queue
     app.state.readiness_checks["redis"] = partial(run_in_threadpool, queue.ping)
+    app.state.metric_samples["celery_queue"] = partial(sample_queue_depth, queue)
     try:
         yield
     finally:

@@ -27,10 +27,10 @@ What this means for the two keywords:
 """
 
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy import URL
 
 
@@ -55,6 +55,16 @@ class Settings(BaseSettings):
 
     process_pool_workers: int = Field(2, ge=1, le=64)
     cpu_max_n: int = Field(1_000_000, ge=10, description="largest n /cpu/compute accepts")
+
+    # What a client may make the app read, and who may call it from a browser (SECURITY.md). The
+    # server's own header and keep-alive limits are uvicorn flags in the compose `api` command.
+    max_body_bytes: int = Field(
+        1_048_576, ge=0, description="largest request body; a larger one gets 413 before it is read whole"
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="comma-separated origins a browser may call from; empty: CORS off"
+    )
+    docs_enabled: bool = Field(True, description="serve /docs, /redoc and /openapi.json")
 {%- if cookiecutter.use_celery == "yes" %}
 
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -72,6 +82,13 @@ class Settings(BaseSettings):
     )
     worker_concurrency: int = Field(2, ge=1, le=64)
 {%- endif %}
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
 
     # Seeing the loop in production (metrics.py, watchdog.py, logs.py); cheap enough to leave on.
     observability: bool = Field(True, description="the loop watchdog, /metrics and per-route metrics")

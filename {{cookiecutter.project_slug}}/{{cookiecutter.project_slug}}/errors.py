@@ -1,14 +1,20 @@
 """Dependency failures become short JSON answers: 503 database, 502/504 upstream. No stack traces.
+Bad input becomes a 422 in FastAPI's documented shape that repeats at most a short prefix of it.
 
 Registered once on the app, so `async def` and `def` routes fail the same way.
 """
 
 import logging
+import math
+import reprlib
+from collections.abc import Sequence
 
 import httpx
 import requests
 import sqlalchemy.exc
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 log = logging.getLogger(__name__)
@@ -29,6 +35,44 @@ class ServiceUnavailable(Exception):
     """Raise with a short reason when a dependency other than the database is unavailable."""
 
 
+def above_limit(loc: Sequence[str], value: int, limit: int) -> RequestValidationError:
+    """A bound known only at run time (a setting) refused as FastAPI refuses a static `le=`: the same
+    422 body, so clients and the OpenAPI schema see one shape for every validation error."""
+    error = {
+        "type": "less_than_equal",
+        "loc": tuple(loc),
+        "msg": f"Input should be less than or equal to {limit}",
+        "input": value,
+        "ctx": {"le": limit},
+    }
+    return RequestValidationError([error])
+
+
+MAX_ECHO_CHARS = 80
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = _short.maxlong = MAX_ECHO_CHARS
+_short.maxlevel, _short.maxdict, _short.maxlist = 2, 4, 4
+
+
+def echo(value: object) -> object:
+    """What a 422 may repeat of an input: a short scalar as it is, anything else as a repr of at most
+    ~MAX_ECHO_CHARS. Never the whole input (a 1 MiB body would come back whole), and never what JSON
+    cannot encode (a lone surrogate, NaN), which would turn the 422 into a 500."""
+    if value is None or isinstance(value, bool) or (isinstance(value, int) and abs(value) < 2**53):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    text = value if isinstance(value, str) and len(value) <= MAX_ECHO_CHARS else _short.repr(value)
+    return text.encode("utf-8", "replace").decode("utf-8")
+
+
+async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = [
+        {**error, "input": echo(error["input"])} if "input" in error else error for error in exc.errors()
+    ]
+    return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+
 def _answer(status: int, detail: str):
     async def handler(request: Request, exc: Exception) -> JSONResponse:
         log.warning("%s %s -> %s: %r", request.method, request.url.path, status, exc)
@@ -38,6 +82,7 @@ def _answer(status: int, detail: str):
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, validation_error)
     for exc_class in DATABASE_DOWN:
         app.add_exception_handler(exc_class, _answer(503, "database unavailable"))
     # Timeouts first: they are also HTTPError/RequestException subclasses.

@@ -15,6 +15,7 @@ from functools import partial
 import anyio.to_thread
 from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from . import routers
 from .clients import make_http_client, make_requests_session
@@ -90,12 +91,20 @@ def router_modules() -> list[str]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_format)
+    docs = settings.docs_enabled
     app = FastAPI(
         title="{{ cookiecutter.project_name }}",
         description="{{ cookiecutter.description }}",
         lifespan=lifespan,
+        # Counted while the body is read: past the limit the request ends with 413 at once.
+        max_body_size=settings.max_body_bytes,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
     )
     app.state.settings = settings
+    if settings.cors_origins:  # off unless configured: no browser origin may call by default
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"])
     install_error_handlers(app)
     for name in router_modules():
         # A router's own lifespan (routers/jobs.py has one) runs inside the app's.

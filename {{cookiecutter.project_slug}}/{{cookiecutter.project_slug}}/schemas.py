@@ -18,10 +18,17 @@ WaitSeconds = Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS, description="sec
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, examples=[10])]
 Offset = Annotated[int, Query(ge=0, le=2**31 - 1, examples=[0])]
 
+# Text bound for the database is refused here, with a 422, when PostgreSQL could not store it: its
+# text types have no U+0000 (the driver would fail mid-request, a 500). Lone surrogates, which UTF-8
+# cannot encode, are refused by pydantic itself. The pattern is in the OpenAPI schema, so clients
+# and fuzzers know the rule.
+NO_NUL = r"^[^\x00]*$"
+StorableText = Annotated[str, Field(pattern=NO_NUL)]
+
 
 class ItemCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=200, examples=["widget"])
-    description: str = Field("", max_length=2000, examples=["made by the loop guard"])
+    name: StorableText = Field(min_length=1, max_length=200, examples=["widget"])
+    description: StorableText = Field("", max_length=2000, examples=["made by the loop guard"])
 
 
 class ItemOut(BaseModel):

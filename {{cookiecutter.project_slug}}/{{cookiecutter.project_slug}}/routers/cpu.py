@@ -6,9 +6,10 @@ queue and polled (the Celery routes, in projects generated with use_celery=yes).
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Query
 
 from ..deps import AppSettings, ProcessPool
+from ..errors import above_limit
 from ..primes import count_primes
 from ..schemas import PrimeCount
 
@@ -20,6 +21,6 @@ MaxN = Query(ge=2, description="count primes below n (bounded by CPU_MAX_N)", ex
 @router.get("/compute", responses={503: {"description": "a pool process died; retry"}})
 async def compute(n: Annotated[int, MaxN], settings: AppSettings, pool: ProcessPool) -> PrimeCount:
     if n > settings.cpu_max_n:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"n must be <= {settings.cpu_max_n}")
+        raise above_limit(("query", "n"), n, settings.cpu_max_n)
     primes = await pool.run(count_primes, n)
     return PrimeCount(below=n, primes=primes)

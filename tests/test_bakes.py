@@ -90,6 +90,7 @@ def python_imports(project: Path) -> dict[str, list[str]]:
 # Top-level modules whose distribution has another name, and the requirement that installs them.
 MODULE_SOURCES = {
     "yaml": "pyyaml",
+    "dotenv": "python-dotenv",
     "psycopg2": "psycopg2-binary",
     "uvloop": "uvicorn[standard]",  # the extra installs it; uvicorn runs on it
     "kombu": "celery",  # Celery's messaging layer: its exceptions are what publishing raises
@@ -201,10 +202,35 @@ def test_compose_file_valid(bake):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+# The only services that may see each password, once compose has read .env (least privilege).
+PASSWORD_HOLDERS = {
+    "POSTGRES_ADMIN_PASSWORD": {"provision"},
+    "POSTGRES_OWNER_PASSWORD": {"provision", "migrate"},
+}
+
+
+def test_compose_gives_each_password_only_to_its_services(bake):
+    project, options = bake
+    result = run([tool("docker-compose"), "-f", str(project / "docker-compose.yml"), "config"], project)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    env = dict(line.split("=", 1) for line in (project / ".env").read_text().splitlines() if "=" in line)
+    for variable, holders in PASSWORD_HOLDERS.items():
+        seen = {name for name, service in services.items() if service.get("environment", {}).get(variable)}
+        assert seen == holders, (variable, seen)
+    # Control: the postgres image gets the admin password, as its superuser's.
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == env["POSTGRES_ADMIN_PASSWORD"]
+    if options["use_celery"] == "yes":
+        password = env["REDIS_PASSWORD"]
+        assert services["redis"]["command"][-2:] == ["--requirepass", password]
+        for name in ("api", "worker"):
+            assert services[name]["environment"]["REDIS_URL"] == f"redis://:{password}@redis:6379/0"
+
+
 def test_compose_services_and_images(bake):
     project, options = bake
     services = compose(project)["services"]
-    expected = {"postgres", "migrate", "api", "upstream", "prometheus"}
+    expected = {"postgres", "provision", "migrate", "api", "upstream", "prometheus"}
     if options["use_celery"] == "yes":
         expected |= {"redis", "worker"}
     assert set(services) == expected

@@ -12,10 +12,13 @@ import platform
 import sys
 import time
 from collections.abc import Callable
+from contextlib import closing
 
 import httpx
 
+from {{ cookiecutter.project_slug }}.config import AdminSettings, load_settings
 from {{ cookiecutter.project_slug }}.primes import count_primes
+from {{ cookiecutter.project_slug }}.provision import admin_connection
 
 from . import figures, loadgen, scenarios, targets
 from .probe import LagProbe
@@ -23,7 +26,6 @@ from .results import Measured, Overhead, Report
 from .sampler import PeakSampler, machine_cpu_times, process_cpu_seconds
 from .scenarios import Config, Limits, Row
 from .stack import Stack
-from tools.database import admin_connection
 
 PACKAGES = (
     "fastapi", "starlette", "uvicorn", "uvloop", "httptools", "anyio", "pydantic", "sqlalchemy", "asyncpg",
@@ -86,8 +88,7 @@ def versions(stack: Stack) -> dict[str, str | None]:
             found[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             found[package] = None
-    assert stack.settings is not None
-    with admin_connection(stack.settings) as connection, connection.cursor() as cursor:
+    with closing(admin_connection(load_settings(AdminSettings))) as connection, connection.cursor() as cursor:
         cursor.execute("SHOW server_version")
         found["postgresql server"] = cursor.fetchone()[0]
 {%- if cookiecutter.use_celery == "yes" %}

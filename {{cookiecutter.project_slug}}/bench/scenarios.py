@@ -247,8 +247,13 @@ def sweep_row(build: Builder, spec: Spec, level: int) -> Row:
     extra: dict = {"key": sweep_key(spec, level), "twins": tuple(f"{t}@{level}" for t in spec.twins)}
     if spec.server == "threads":
         # As many threads (and requests-pool connections) as requests in flight; the settings
-        # refuse a psycopg2 pool smaller than the tokens, though these rows never open one.
-        extra["server_env"] = {"THREADPOOL_TOKENS": str(level), "SYNC_DB_POOL_SIZE": str(level)}
+        # refuse a psycopg2 pool smaller than the tokens, though these rows never open one, so the
+        # connection budget may be overcommitted here.
+        extra["server_env"] = {
+            "THREADPOOL_TOKENS": str(level),
+            "SYNC_DB_POOL_SIZE": str(level),
+            "DB_BUDGET_OVERCOMMIT": "true",
+        }
         extra["limit_values"] = {TOKENS: level, REQUESTS_POOL: level}
     if spec.key.startswith("db."):
         extra["restart_before"] = ("api",)  # one pool's connections at a time (see Row)

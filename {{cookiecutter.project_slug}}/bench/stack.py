@@ -23,9 +23,9 @@ import sys
 import time
 from pathlib import Path
 
-from {{ cookiecutter.project_slug }}.config import Settings, load_settings
+from {{ cookiecutter.project_slug }}.config import AdminSettings, Settings, load_settings
 
-from tools.database import drop_database, ensure_database
+from tools.database import drop_database
 from tools.embedded import use_local_servers
 from tools.native import (
     PROJECT_ROOT,
@@ -138,8 +138,8 @@ class Stack:
             self.worker = Service.from_compose("worker", self.env, log_path=log_path).start()
         for name in ("bare", "routed"):
             self.services[name] = self._api_service(name).start()
-        ensure_database(self.settings)
-        self._database_made = True
+        self._database_made = True  # before: a half-made database and its roles are dropped too
+        run_once("provision", self.env)
         run_once("migrate", self.env)
         for name in ("api", "threads", "anti"):
             self.services[name] = self._api_service(name).start()
@@ -182,7 +182,7 @@ class Stack:
         self.upstream.stop()
         self.raw.stop()
         if self._database_made and self.settings is not None:
-            drop_database(self.settings)
+            drop_database(load_settings(AdminSettings))
         self._flush_redis()
 
     def _flush_redis(self) -> None:

@@ -1,9 +1,13 @@
-"""Alembic runs migrations with the sync driver: it is a one-shot command, not the event loop."""
+"""Alembic runs migrations with the sync driver: it is a one-shot command, not the event loop.
+
+It connects as the schema owner (POSTGRES_OWNER_USER), the only role allowed DDL; the api and the
+worker connect as the app role, which provision.py lets read and write these tables, nothing more.
+"""
 
 from alembic import context
 from sqlalchemy import create_engine
 
-from {{ cookiecutter.project_slug }}.config import get_settings
+from {{ cookiecutter.project_slug }}.config import OwnerSettings, load_settings
 from {{ cookiecutter.project_slug }}.models import Base
 
 if context.config.config_file_name is not None:
@@ -13,7 +17,7 @@ if context.config.config_file_name is not None:
 
 
 def run_migrations() -> None:
-    engine = create_engine(get_settings().database_url("psycopg2"))
+    engine = create_engine(load_settings(OwnerSettings).owner_url())
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=Base.metadata)
         with context.begin_transaction():

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.project_slug }}.config import Settings, load_settings
+from {{ cookiecutter.project_slug }}.config import AdminSettings, Settings, load_settings
 
 from .services import start_api{% if cookiecutter.use_celery == "yes" %}, start_worker{% endif %}
-from tools.database import drop_database, ensure_database
+from tools.database import drop_database
 from tools.embedded import Configured, LocalServers, choose
 from tools.native import Service, free_port, isolated_env, run_once
 
@@ -56,7 +56,8 @@ def local_servers(request: pytest.FixtureRequest, log_dir: Path) -> Iterator[Loc
     embedded PostgreSQL and must keep reaching its data)."""
     choices = request.config.stash[SERVER_CHOICES]
     with tempfile.TemporaryDirectory(prefix="test-servers-") as data_root:
-        servers = LocalServers(load_settings(), Path(data_root), log_dir, choices=choices, durable=False)
+        settings = load_settings(AdminSettings)
+        servers = LocalServers(settings, Path(data_root), log_dir, choices=choices, durable=False)
         with servers, environment(servers.env):
             yield servers
 
@@ -73,15 +74,17 @@ def upstream_port() -> int:
 
 @pytest.fixture(scope="session")
 def service_env(local_servers: LocalServers, upstream_port: int) -> dict[str, str]:
-    """Environment shared by every process of this run."""
+    """Environment shared by every process of this run. One api worker: the tests count the threads
+    and connections of one process (test_workers starts several)."""
 {%- if cookiecutter.use_celery == "yes" %}
     # Redis database TEST_REDIS_DB (default 15), emptied before and after the run.
     env = isolated_env("test", upstream_port, os.environ.get("TEST_REDIS_DB", "15"))
     env["JOB_VISIBILITY_TIMEOUT"] = os.environ.get("TEST_JOB_VISIBILITY_TIMEOUT", "8")
-    return env
 {%- else %}
-    return isolated_env("test", upstream_port)
+    env = isolated_env("test", upstream_port)
 {%- endif %}
+    env["WEB_CONCURRENCY"] = "1"
+    return env
 
 
 @pytest.fixture(scope="session")
@@ -91,14 +94,23 @@ def settings(service_env: dict[str, str]) -> Iterator[Settings]:
 
 
 @pytest.fixture(scope="session")
-def database(settings: Settings, service_env: dict[str, str]) -> Iterator[Settings]:
-    """A fresh database, migrated by the compose `migrate` command, dropped at the end."""
-    ensure_database(settings)
+def admin_settings(service_env: dict[str, str]) -> Iterator[AdminSettings]:
+    with environment(service_env):
+        yield load_settings(AdminSettings)
+
+
+@pytest.fixture(scope="session")
+def database(
+    settings: Settings, admin_settings: AdminSettings, service_env: dict[str, str]
+) -> Iterator[Settings]:
+    """A fresh database and roles of its own, made by the compose `provision` command and migrated by
+    `migrate` (as the owner), both dropped at the end."""
     try:
+        run_once("provision", service_env)
         run_once("migrate", service_env)
         yield settings
     finally:
-        drop_database(settings)
+        drop_database(admin_settings)
 {%- if cookiecutter.use_celery == "yes" %}
 
 

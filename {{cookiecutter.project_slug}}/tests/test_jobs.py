@@ -219,7 +219,9 @@ def private_redis(tmp_path, log_dir, local_servers) -> Iterator[RedisServer]:
     the installed redis-server when the session uses the configured servers, by the embedded Valkey
     when it uses embedded ones (or no redis-server is installed)."""
     installed = None if local_servers.embedded("Redis") else shutil.which("redis-server")
-    server = RedisServer("redis://127.0.0.1/0", tmp_path, log_dir / "redis.log", executable=installed)
+    # With a password, as compose runs it: the api and the workers below must send it.
+    url = "redis://:jobs-password@127.0.0.1/0"
+    server = RedisServer(url, tmp_path, log_dir / "redis.log", executable=installed)
     server.start()
     try:
         yield server

@@ -9,17 +9,17 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from {{ cookiecutter.project_slug }}.config import Settings
+from {{ cookiecutter.project_slug }}.config import AdminSettings
+from {{ cookiecutter.project_slug }}.provision import provision
 
-from tools.database import ensure_database
 from tools.embedded import EmbeddedPostgres, choose, on_this_machine
 from tools.native import free_port
 
 
-def settings_for(port: int, **changes: str) -> Settings:
+def settings_for(port: int, **changes: str) -> AdminSettings:
     """Settings with PostgreSQL{% if cookiecutter.use_celery == "yes" %} and Redis{% endif %} on `port` of 127.0.0.1, whatever .env and the environment say."""
     values = {"postgres_host": "127.0.0.1", "postgres_port": port{% if cookiecutter.use_celery == "yes" %}, "redis_url": f"redis://127.0.0.1:{port}/0"{% endif %}}
-    return Settings(_env_file=None, **{**values, **changes})
+    return AdminSettings(_env_file=None, **{**values, **changes})
 
 
 def test_a_closed_port_on_this_machine_is_replaced():
@@ -40,9 +40,10 @@ def test_only_servers_on_this_machine_are_replaced():
 
 @pytest.fixture(scope="module")
 def guarded_postgres(log_dir: Path):
-    """An embedded PostgreSQL whose only password is "right", outside pytest's temporary root."""
+    """An embedded PostgreSQL whose superuser's only password is "right", outside pytest's temporary
+    root."""
     with tempfile.TemporaryDirectory(prefix="guarded-postgres-") as root:
-        settings = settings_for(free_port(), postgres_password="right")
+        settings = settings_for(free_port(), postgres_admin_password="right")
         server = EmbeddedPostgres(settings, Path(root) / "postgres", log_dir / "guarded-postgres.log", False)
         server.start()
         try:
@@ -52,10 +53,10 @@ def guarded_postgres(log_dir: Path):
 
 
 def test_a_wrong_password_is_reported_not_worked_around(guarded_postgres):
-    wrong = settings_for(guarded_postgres.port, postgres_password="wrong")
+    wrong = settings_for(guarded_postgres.port, postgres_admin_password="wrong")
     assert not choose(wrong)[0].embed, "a server that answers was replaced"
     with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
-        ensure_database(wrong)
+        provision(wrong)
     # Negative control: the right password gets in.
-    right = settings_for(guarded_postgres.port, postgres_password="right", postgres_db="guarded")
-    assert ensure_database(right) is True
+    right = settings_for(guarded_postgres.port, postgres_admin_password="right", postgres_db="guarded")
+    assert provision(right) is True

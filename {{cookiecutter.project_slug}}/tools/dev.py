@@ -1,8 +1,8 @@
 """`make dev`: the compose services natively, their output on this terminal, until Ctrl-C.
 
 Uses the configured PostgreSQL{% if cookiecutter.use_celery == "yes" %} and Redis{% endif %} when they answer, else starts embedded ones with
-their data in .local/ (tools/embedded.py, one line says so). Creates POSTGRES_DB if it is missing,
-runs the compose `migrate` command, then starts upstream{% if cookiecutter.use_celery == "yes" %}, worker{% endif %} and api with their compose argv.
+their data in .local/ (tools/embedded.py, one line says so). Runs the compose `provision` command
+(the database and its roles), then `migrate`, then starts upstream{% if cookiecutter.use_celery == "yes" %}, worker{% endif %} and api with their compose argv.
 API_PORT and UPSTREAM_PORT move the services off their compose ports. Ctrl-C, SIGTERM or SIGHUP
 stops every process it started, embedded servers included.
 """
@@ -12,11 +12,8 @@ import signal
 import sys
 import time
 
-import psycopg2
+from {{ cookiecutter.project_slug }}.config import AdminSettings, load_settings
 
-from {{ cookiecutter.project_slug }}.config import load_settings
-
-from tools.database import ensure_database
 from tools.embedded import LocalServers
 from tools.native import PROJECT_ROOT, Service, compose_port, compose_services, run_once
 
@@ -27,18 +24,16 @@ def stop_on_signal(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM / SIGHUP: stop the services as Ctrl-C does
 
 
-def prepare_database(servers: LocalServers) -> None:
-    settings = load_settings()
+def prepare_database(servers: LocalServers, env: dict[str, str]) -> None:
+    """The compose `provision` command: the database and its two roles, as the admin user."""
     try:
-        if ensure_database(settings):
-            print(f"created database {settings.postgres_db}")
-    except psycopg2.OperationalError as error:
-        where = f"{settings.postgres_host}:{settings.postgres_port}"
+        print(run_once("provision", env).strip())
+    except RuntimeError as error:
         advice = "start it, or fix .env"
         if servers.embedded("PostgreSQL"):
-            made_with = "the embedded cluster keeps the user and password it was made with"
+            made_with = "the embedded cluster keeps the admin user and password it was made with"
             advice = f"{made_with}: fix .env or remove {LOCAL_DATA / 'postgres'}"
-        sys.exit(f"PostgreSQL at {where} is not reachable ({str(error).strip()}); {advice}")
+        sys.exit(f"{str(error).strip()}\n{advice}")
 
 
 def port_of(name: str) -> int:
@@ -61,11 +56,13 @@ def supervise(services: list[Service]) -> None:
 def run_stack(servers: LocalServers) -> None:
     """Database, migrations, then the long-running services until one exits or Ctrl-C."""
     os.environ.update(servers.env)  # this process and every service it starts: the chosen servers
-    prepare_database(servers)
     upstream_port = port_of("upstream")
     env = {"UPSTREAM_URL": f"http://127.0.0.1:{upstream_port}"} if os.environ.get("UPSTREAM_PORT") else {}
     # Plain text on a terminal; JSON, the default, is for log collectors.
     env["LOG_FORMAT"] = os.environ.get("LOG_FORMAT", "console")
+    # One api worker unless asked: one process to read, and room in the budget for the tests.
+    env["WEB_CONCURRENCY"] = os.environ.get("WEB_CONCURRENCY", "1")
+    prepare_database(servers, env)
     run_once("migrate", env)
     ports = {"upstream": upstream_port, "api": port_of("api")}
     names = [name for name in ("upstream", "worker", "api") if name in compose_services()]
@@ -82,7 +79,7 @@ def main() -> None:
     signal.signal(signal.SIGHUP, stop_on_signal)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started in the background
     try:
-        with LocalServers(load_settings(), LOCAL_DATA) as servers:
+        with LocalServers(load_settings(AdminSettings), LOCAL_DATA) as servers:
             run_stack(servers)
     except KeyboardInterrupt:
         pass

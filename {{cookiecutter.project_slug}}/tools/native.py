@@ -8,9 +8,11 @@ service gets its host and port through UVICORN_HOST / UVICORN_PORT, which uvicor
 
 import collections
 import os
+import secrets
 import shutil
 import signal
 import socket
+import string
 import subprocess
 import sys
 import tempfile
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import IO
 
 import yaml
+from dotenv import dotenv_values
 {%- if cookiecutter.use_celery == "yes" %}
 
 from {{ cookiecutter.project_slug }}.config import load_settings
@@ -41,8 +44,15 @@ def compose_services() -> dict:
     return yaml.safe_load(COMPOSE_FILE.read_text())["services"]
 
 
+def compose_variables() -> dict[str, str]:
+    """What compose substitutes for ${VAR} in the file: the environment first, then .env."""
+    return {**dotenv_values(PROJECT_ROOT / ".env"), **os.environ}
+
+
 def service_argv(name: str) -> list[str]:
-    return list(compose_services()[name]["command"])
+    """The service's command with ${VAR} substituted as compose does (unset: empty, `$$`: `$`)."""
+    variables = collections.defaultdict(str, compose_variables())
+    return [string.Template(part).substitute(variables) for part in compose_services()[name]["command"]]
 
 
 def compose_port(name: str) -> int | None:
@@ -64,10 +74,16 @@ def free_port() -> int:
 
 def isolated_env(purpose: str, upstream_port: int{% if cookiecutter.use_celery == "yes" %}, redis_db: str{% endif %}) -> dict[str, str]:
     """The settings of one run (a test session, a benchmark) that must not touch anyone else's data:
-    a database of its own, `<purpose>_<package>_<random>`, the upstream on `upstream_port`{% if cookiecutter.use_celery == "yes" %}, and
+    a database of its own, `<purpose>_<package>_<random>`, with an owner and an app role of its own
+    (`<purpose>_<random>_owner`, `_app`, fresh passwords), the upstream on `upstream_port`{% if cookiecutter.use_celery == "yes" %}, and
     Redis database `redis_db` of the configured Redis server{% endif %}."""
+    run = uuid.uuid4().hex[:8]
     env = {
-        "POSTGRES_DB": f"{purpose}_{{ cookiecutter.project_slug }}_{uuid.uuid4().hex[:8]}",
+        "POSTGRES_DB": f"{purpose}_{{ cookiecutter.project_slug }}_{run}",
+        "POSTGRES_OWNER_USER": f"{purpose}_{run}_owner",
+        "POSTGRES_OWNER_PASSWORD": secrets.token_urlsafe(16),
+        "POSTGRES_USER": f"{purpose}_{run}_app",
+        "POSTGRES_PASSWORD": secrets.token_urlsafe(16),
         "UPSTREAM_URL": f"http://127.0.0.1:{upstream_port}",
     }
 {%- if cookiecutter.use_celery == "yes" %}
@@ -215,7 +231,7 @@ class Service:
             self.process.wait(timeout=30)
         self._remove_metrics_dir()
 
-    def stop(self, timeout: float = 20.0) -> None:
+    def stop(self, timeout: float = 40.0) -> None:  # the api's GRACEFUL_TIMEOUT is 30 s
         if not self.process or self.process.poll() is not None:
             self._remove_metrics_dir()
             return
@@ -231,10 +247,12 @@ class Service:
             shutil.rmtree(self.env[METRICS_DIR_VARIABLE], ignore_errors=True)
 
 
-def run_once(name: str, env: dict[str, str]) -> None:
-    """A one-shot service (migrate): runs to completion or raises with its output."""
+def run_once(name: str, env: dict[str, str]) -> str:
+    """A one-shot service (provision, migrate): runs to completion and returns what it printed, or
+    raises with its output."""
     result = subprocess.run(
         service_argv(name), cwd=PROJECT_ROOT, env=native_env(env), capture_output=True, text=True
     )
     if result.returncode != 0:
         raise RuntimeError(f"{name} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result.stdout

@@ -3,7 +3,9 @@
 The concurrency budget lives here, in one place, because these numbers together bound throughput.
 Little's law: a route whose requests each hold something for W seconds serves at most
 (how many can hold it at once) / W requests per second. Each request holds one unit of every
-limit it touches for its whole wait, so the smallest of them binds:
+limit it touches for its whole wait, so the smallest of them binds. Every limit is per api worker
+process (WEB_CONCURRENCY of them, serve.py): the pools multiply, and budget.py checks their sum
+against PostgreSQL's max_connections before the workers start.
 
 | setting              | what holds one unit for the whole wait                  | binds                  |
 |----------------------|---------------------------------------------------------|------------------------|
@@ -27,7 +29,7 @@ What this means for the two keywords:
 """
 
 from functools import lru_cache
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -39,7 +41,9 @@ class Settings(BaseSettings):
 
     postgres_host: str = "127.0.0.1"
     postgres_port: int = Field(5432, gt=0, lt=65536)
-    postgres_user: str = "postgres"
+    # The role the api and the worker connect as: it reads and writes rows, and nothing else
+    # (provision.py grants it exactly that; migrate uses the owner's role of OwnerSettings).
+    postgres_user: str = "{{ cookiecutter.project_slug }}_app"
     postgres_password: str = ""
     postgres_db: str = "{{ cookiecutter.project_slug }}"
     db_connect_timeout: float = Field(2.0, gt=0, description="seconds to open a connection")
@@ -48,6 +52,18 @@ class Settings(BaseSettings):
     threadpool_tokens: int = Field(40, ge=1, le=1000)
     sync_db_pool_size: int = Field(40, ge=1)
     async_db_pool_size: int = Field(40, ge=1)
+
+    # Processes, and the connections they may hold together (budget.py, serve.py).
+    web_concurrency: int | None = Field(
+        None, ge=1, le=256, description="api worker processes; unset: one per usable CPU, as many as fit"
+    )
+    api_replicas: int = Field(1, ge=1, description="api containers or pods sharing this PostgreSQL")
+    db_budget_overcommit: bool = Field(
+        False, description="start even when the pools may ask for more connections than PostgreSQL has"
+    )
+    graceful_timeout: int = Field(
+        30, ge=1, description="seconds in-flight requests get to finish after SIGTERM"
+    )
 
     upstream_url: str = "http://127.0.0.1:9000"
     upstream_timeout: float = Field(15.0, gt=0, description="seconds before an upstream call gives 504")
@@ -106,24 +122,45 @@ class Settings(BaseSettings):
             )
         return self
 
-    def database_url(self, driver: str) -> URL:
+    def database_url(self, driver: str, user: str | None = None, password: str | None = None) -> URL:
+        """POSTGRES_DB as the app's role, or as `user` with `password`."""
         return URL.create(
             f"postgresql+{driver}",
-            username=self.postgres_user,
-            password=self.postgres_password or None,
+            username=user or self.postgres_user,
+            password=(password if user else self.postgres_password) or None,
             host=self.postgres_host,
             port=self.postgres_port,
             database=self.postgres_db,
         )
 
 
+class OwnerSettings(Settings):
+    """migrate's settings: the role that owns the schema, so DDL is its job alone."""
+
+    postgres_owner_user: str = "{{ cookiecutter.project_slug }}_owner"
+    postgres_owner_password: str = ""
+
+    def owner_url(self) -> URL:
+        return self.database_url("psycopg2", self.postgres_owner_user, self.postgres_owner_password)
+
+
+class AdminSettings(OwnerSettings):
+    """provision's settings: a superuser that creates the database and the two roles, then leaves."""
+
+    postgres_admin_user: str = "postgres"
+    postgres_admin_password: str = ""
+
+
 class SettingsError(SystemExit):
     """Exits with one line per bad variable instead of a traceback."""
 
 
-def load_settings() -> Settings:
+AnySettings = TypeVar("AnySettings", bound=Settings)
+
+
+def load_settings(kind: type[AnySettings] = Settings) -> AnySettings:
     try:
-        return Settings()
+        return kind()
     except ValidationError as error:
         lines = [
             f"  {'_'.join(str(part) for part in problem['loc']).upper() or 'SETTINGS'}: {problem['msg']}"

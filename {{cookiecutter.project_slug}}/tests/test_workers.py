@@ -1,0 +1,149 @@
+"""Several api workers (serve.py): the connection budget decides whether they may start, two workers
+share the load, and SIGTERM lets the requests in flight finish within GRACEFUL_TIMEOUT.
+
+Each test starts the compose `api` argv itself, on the suite's real database and upstream. Controls:
+a budget that fits starts (the refusal is the budget's), and a GRACEFUL_TIMEOUT shorter than the
+requests cuts them (the drain is the setting's, not luck).
+"""
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from httpx_aiohttp import AiohttpTransport
+
+from {{ cookiecutter.project_slug }}.budget import read_server_limits
+from {{ cookiecutter.project_slug }}.config import Settings
+
+from .services import start_api
+from tools.native import Service, free_port
+
+IN_FLIGHT = 40
+SMALL_POOLS = {"THREADPOOL_TOKENS": "10", "SYNC_DB_POOL_SIZE": "10", "ASYNC_DB_POOL_SIZE": "10"}
+
+
+def run_to_exit(env: dict[str, str], log_dir: Path, name: str) -> tuple[int, str]:
+    """The compose `api` argv, expected to stop by itself: its exit code and what it printed."""
+    service = Service.from_compose("api", env, port=free_port(), log_path=log_dir / f"{name}.log").start()
+    try:
+        return service.process.wait(timeout=60), service.output()
+    finally:
+        service.kill()
+
+
+def oversized(settings: Settings) -> dict[str, str]:
+    """Two workers whose pools each take about all that the server gives: twice too many."""
+    pool = str(max(10, read_server_limits(settings).available // 2))
+    return {**SMALL_POOLS, "WEB_CONCURRENCY": "2", "SYNC_DB_POOL_SIZE": pool, "ASYNC_DB_POOL_SIZE": pool}
+
+
+def test_a_budget_that_does_not_fit_is_refused_with_one_line(database, service_env, log_dir):
+    env = {**service_env, **oversized(database)}
+    limits = read_server_limits(database)
+    code, output = run_to_exit(env, log_dir, "api_over_budget")
+    assert code == 1, output
+    assert len(output.strip().splitlines()) == 1, output
+    pool = env["SYNC_DB_POOL_SIZE"]
+    for number in (
+        "1 API_REPLICAS",
+        "2 WEB_CONCURRENCY",
+        f"{pool} SYNC_DB_POOL_SIZE",
+        f"{pool} ASYNC_DB_POOL_SIZE",
+        "1 migrate",
+        f"max_connections {limits.max_connections}",
+        "refusing to start",
+    ):
+        assert number in output, (number, output)
+
+
+def test_the_same_workers_start_when_told_to_overcommit(database, service_env, log_dir):
+    env = {**service_env, **oversized(database), "DB_BUDGET_OVERCOMMIT": "true"}
+    api = start_api(env, log_dir, name="api_overcommit")
+    try:
+        assert "starting anyway (DB_BUDGET_OVERCOMMIT)" in api.output()
+    finally:
+        api.stop()
+
+
+def test_a_budget_that_fits_starts(database, service_env, log_dir):
+    api = start_api({**service_env, **SMALL_POOLS, "WEB_CONCURRENCY": "2"}, log_dir, name="api_in_budget")
+    try:
+        line = next(line for line in api.output().splitlines() if "connection budget" in line)
+        assert "2 WEB_CONCURRENCY x (10 SYNC_DB_POOL_SIZE + 10 ASYNC_DB_POOL_SIZE)" in line
+        assert " = 41 <= " in line, line
+    finally:
+        api.stop()
+
+
+def on_port(process: psutil.Process, port: int, status: str) -> int:
+    return sum(1 for c in process.net_connections("tcp") if c.laddr.port == port and c.status == status)
+
+
+def workers_of(api: Service) -> list[psutil.Process]:
+    """The children that serve the api's port (multiprocessing also starts a resource tracker)."""
+    children = psutil.Process(api.process.pid).children()
+    return [child for child in children if on_port(child, api.port, psutil.CONN_LISTEN)]
+
+
+def connections_per_worker(api: Service) -> list[int]:
+    """Established client connections each worker process holds on the api's port."""
+    return [on_port(worker, api.port, psutil.CONN_ESTABLISHED) for worker in workers_of(api)]
+
+
+async def requests_then_sigterm(api: Service, delay: float) -> tuple[list[int | str], list[int]]:
+    """IN_FLIGHT upstream calls of `delay` seconds; once all are in a worker, SIGTERM to the main
+    process (as `docker stop` sends it). Their statuses (or the error), and the connections each
+    worker held when the signal went."""
+    transport = AiohttpTransport(limits=httpx.Limits(max_connections=IN_FLIGHT))
+    async with httpx.AsyncClient(transport=transport, base_url=api.url, timeout=60) as client:
+        calls = [
+            asyncio.ensure_future(client.get("/async/upstream", params={"delay": delay}))
+            for _ in range(IN_FLIGHT)
+        ]
+        for _ in range(100):
+            held = connections_per_worker(api)
+            if sum(held) >= IN_FLIGHT:
+                break
+            await asyncio.sleep(0.05)
+        os.kill(api.process.pid, signal.SIGTERM)
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    statuses = [o.status_code if isinstance(o, httpx.Response) else type(o).__name__ for o in outcomes]
+    return statuses, held
+
+
+def start_two_workers(env: dict[str, str], log_dir: Path, name: str, graceful: float) -> Service:
+    overrides = {**SMALL_POOLS, "WEB_CONCURRENCY": "2", "GRACEFUL_TIMEOUT": str(graceful)}
+    api = start_api({**env, **overrides}, log_dir, name=name)
+    assert len(workers_of(api)) == 2, api.log_tail()
+    return api
+
+
+def test_two_workers_share_the_load_and_drain_on_sigterm(database, upstream, service_env, log_dir):
+    api = start_two_workers(service_env, log_dir, "api_two_workers", graceful=30)
+    try:
+        statuses, held = asyncio.run(requests_then_sigterm(api, delay=3))
+        assert sum(held) == IN_FLIGHT and min(held) > 0, f"connections per worker: {held}"
+        assert statuses == [200] * IN_FLIGHT, statuses
+        assert api.process.wait(timeout=30) == 0, api.log_tail()
+    finally:
+        api.kill()
+
+
+def test_a_graceful_timeout_shorter_than_the_requests_cuts_them(database, upstream, service_env, log_dir):
+    """Control: the same requests, with one second to finish in."""
+    api = start_two_workers(service_env, log_dir, "api_short_grace", graceful=1)
+    try:
+        statuses, _ = asyncio.run(requests_then_sigterm(api, delay=3))
+        assert 200 not in statuses, statuses
+    finally:
+        api.kill()
+
+
+@pytest.mark.parametrize("value", ["0", "many"])
+def test_a_bad_web_concurrency_is_one_line(database, service_env, log_dir, value):
+    code, output = run_to_exit({**service_env, "WEB_CONCURRENCY": value}, log_dir, f"api_workers_{value}")
+    assert code == 1 and "WEB_CONCURRENCY" in output and "Traceback" not in output, output

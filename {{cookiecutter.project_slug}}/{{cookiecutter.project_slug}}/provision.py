@@ -1,0 +1,117 @@
+"""Least privilege: the database and its two roles, made by a superuser before anything else runs.
+
+`python -m {{ cookiecutter.project_slug }}.provision` is the compose `provision` service; `make dev`, the tests and the
+benchmark run the same argv natively. It is idempotent: every run creates what is missing and sets
+the passwords from the settings again, so a password changed in .env takes effect at the next start.
+(PostgreSQL images also run scripts from /docker-entrypoint-initdb.d, but only on an empty data
+volume: a role added or a password changed later would never arrive.)
+
+- POSTGRES_OWNER_USER owns the database and its `public` schema: migrate connects as it.
+- POSTGRES_USER, the app role: may connect, and SELECT / INSERT / UPDATE / DELETE the rows of the
+  owner's tables (today's and, through default privileges, those of later migrations). It cannot
+  create, alter or drop anything, and is not a superuser.
+- Nobody else may connect to the database (PUBLIC loses CONNECT and TEMPORARY).
+"""
+
+import sys
+from contextlib import closing
+
+import psycopg2
+import psycopg2.extensions
+from psycopg2 import sql
+
+from .config import AdminSettings, load_settings
+
+ROLE = "CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT PASSWORD {password}"
+ROLE_AGAIN = "ALTER ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT PASSWORD {password}"
+DATABASE_GRANTS = [
+    "ALTER DATABASE {database} OWNER TO {owner}",
+    "REVOKE ALL ON DATABASE {database} FROM PUBLIC",
+    "GRANT CONNECT ON DATABASE {database} TO {app}",
+]
+SCHEMA_GRANTS = [
+    # Before PostgreSQL 15 every role could create objects in `public`.
+    "ALTER SCHEMA public OWNER TO {owner}",
+    "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+    "GRANT USAGE ON SCHEMA public TO {app}",
+    "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {app}",
+    "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {app}",
+    "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public"
+    " GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {app}",
+    "ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {app}",
+]
+
+
+def admin_connection(settings: AdminSettings, database: str = "postgres") -> psycopg2.extensions.connection:
+    """An autocommit superuser connection (CREATE DATABASE refuses to run in a transaction). The
+    default `postgres` database always exists, unlike POSTGRES_DB, which this may be about to create."""
+    connection = psycopg2.connect(
+        host=settings.postgres_host,
+        port=settings.postgres_port,
+        user=settings.postgres_admin_user,
+        password=settings.postgres_admin_password or None,
+        dbname=database,
+        connect_timeout=5,
+    )
+    connection.autocommit = True
+    return connection
+
+
+def names(settings: AdminSettings) -> dict[str, sql.Composable]:
+    return {
+        "database": sql.Identifier(settings.postgres_db),
+        "owner": sql.Identifier(settings.postgres_owner_user),
+        "app": sql.Identifier(settings.postgres_user),
+    }
+
+
+def ensure_role(cursor: psycopg2.extensions.cursor, role: str, password: str) -> None:
+    cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+    statement = ROLE_AGAIN if cursor.fetchone() else ROLE
+    # A role without a password can still log in where the server trusts local connections.
+    secret = sql.Literal(password) if password else sql.NULL
+    cursor.execute(sql.SQL(statement).format(role=sql.Identifier(role), password=secret))
+
+
+def provision(settings: AdminSettings) -> bool:
+    """Create what is missing and grant exactly the privileges above; True if the database was new."""
+    with closing(admin_connection(settings)) as connection, connection.cursor() as cursor:
+        ensure_role(cursor, settings.postgres_owner_user, settings.postgres_owner_password)
+        ensure_role(cursor, settings.postgres_user, settings.postgres_password)
+        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (settings.postgres_db,))
+        created = cursor.fetchone() is None
+        if created:
+            cursor.execute(sql.SQL("CREATE DATABASE {database}").format(**names(settings)))
+        for statement in DATABASE_GRANTS:
+            cursor.execute(sql.SQL(statement).format(**names(settings)))
+    with (
+        closing(admin_connection(settings, settings.postgres_db)) as connection,
+        connection.cursor() as cursor,
+    ):
+        for statement in SCHEMA_GRANTS:
+            cursor.execute(sql.SQL(statement).format(**names(settings)))
+    return created
+
+
+def main() -> int:
+    settings = load_settings(AdminSettings)
+    try:
+        created = provision(settings)
+    except psycopg2.Error as error:
+        where = f"{settings.postgres_host}:{settings.postgres_port}"
+        first_line = str(error).strip().splitlines()[0]
+        print(
+            f"provision: PostgreSQL at {where} as {settings.postgres_admin_user}: {first_line}",
+            file=sys.stderr,
+        )
+        return 1
+    state = "created" if created else "up to date"
+    print(
+        f"provision: database {settings.postgres_db} {state}; roles {settings.postgres_owner_user} (owner), "
+        f"{settings.postgres_user} (app)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

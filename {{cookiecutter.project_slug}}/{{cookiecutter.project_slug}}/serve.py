@@ -1,0 +1,73 @@
+"""The api's entrypoint: `python -m {{ cookiecutter.project_slug }}.serve <uvicorn arguments>` (compose, the image, k8s).
+
+Before uvicorn forks its workers, this settles how many there are and checks that their database
+pools fit in PostgreSQL's connections (budget.py); then it runs uvicorn's own command line, in this
+process, so every uvicorn flag works as documented and signals reach uvicorn directly.
+- WEB_CONCURRENCY set: that many workers, refused with one line if they do not fit.
+- unset: one per CPU this container may use, but never more than fit (at least one).
+- DB_BUDGET_OVERCOMMIT=true: start anyway, with the same line as a warning.
+- GRACEFUL_TIMEOUT: on SIGTERM, in-flight requests get this long to finish before workers exit.
+The check is done here and not in the app: a worker whose start-up fails is restarted by uvicorn
+forever, while a refusal here stops the container once, with the reason.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import psycopg2
+import uvicorn.main
+
+from .budget import Budget, read_server_limits, workers_that_fit
+from .config import Settings, load_settings
+
+CGROUP_CPU_QUOTA = Path("/sys/fs/cgroup/cpu.max")  # "<quota> <period>" in microseconds, or "max ..."
+
+
+def usable_cpus() -> int:
+    """CPUs this process may use: its affinity, capped by a cgroup v2 CPU quota (`docker --cpus`,
+    Kubernetes limits). psutil reads neither quota, so the one file is read here."""
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        quota, period = CGROUP_CPU_QUOTA.read_text().split()
+    except (OSError, ValueError):
+        return cpus
+    if quota == "max":
+        return cpus
+    return max(1, min(cpus, int(quota) // int(period)))
+
+
+def choose_workers(settings: Settings) -> tuple[int, str]:
+    """How many workers to start, and the budget line to print."""
+    requested = settings.web_concurrency
+    try:
+        limits = read_server_limits(settings)
+    except psycopg2.Error as error:
+        reason = str(error).strip().splitlines()[0]
+        workers = requested or usable_cpus()
+        return workers, f"connection budget not checked (PostgreSQL: {reason}); {workers} workers"
+    workers = requested or max(1, min(usable_cpus(), workers_that_fit(settings, limits)))
+    budget = Budget(settings, workers)
+    if budget.fits(limits):
+        return workers, budget.explain(limits)
+    if settings.db_budget_overcommit:
+        return workers, f"{budget.explain(limits)}; starting anyway (DB_BUDGET_OVERCOMMIT)"
+    raise SystemExit(
+        f"{budget.explain(limits)}: refusing to start; lower WEB_CONCURRENCY or the pools, raise "
+        "max_connections, or set DB_BUDGET_OVERCOMMIT=true"
+    )
+
+
+def main() -> None:
+    settings = load_settings()
+    workers, line = choose_workers(settings)
+    print(f"serve: {line}", file=sys.stderr, flush=True)
+    # uvicorn reads both from the environment (--workers from WEB_CONCURRENCY, every other flag from
+    # UVICORN_<FLAG>); a flag given on the command line still wins.
+    os.environ["WEB_CONCURRENCY"] = str(workers)
+    os.environ["UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN"] = str(settings.graceful_timeout)
+    uvicorn.main.main(args=sys.argv[1:], prog_name="uvicorn")
+
+
+if __name__ == "__main__":
+    main()

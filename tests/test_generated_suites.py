@@ -271,3 +271,29 @@ def test_make_dev_serves_ready(running_bake):
                 os.kill(pid, signal.SIGKILL)
         if "PostgreSQL" not in running_bake.embedded():  # an embedded cluster goes with the bake
             drop_database(project, env)
+
+
+def test_make_install_refuses_a_stale_lock(running_bake):
+    """`make install` installs uv.lock exactly: with a dependency added to pyproject.toml and no
+    `make lock`, it stops and says the lock needs updating, instead of installing something else."""
+    project = running_bake.project
+    pyproject = project / "pyproject.toml"
+    original = pyproject.read_text()
+    try:
+        pyproject.write_text(
+            original.replace("dependencies = [\n", 'dependencies = [\n    "six>=1.17",\n', 1)
+        )
+        result = subprocess.run(
+            ["make", "install"],
+            cwd=project,
+            env=running_bake.env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert result.returncode != 0 and "needs to be updated" in result.stderr, (
+            result.stdout + result.stderr
+        )
+    finally:
+        pyproject.write_text(original)
+    make(project, "install", running_bake.env)  # the control: the lock matches again

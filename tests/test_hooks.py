@@ -1,13 +1,16 @@
-"""The hooks' rules: bad answers refused with one clear line and nothing written; fresh secrets per bake."""
+"""The hooks' rules: bad answers refused with one clear line and nothing written; fresh secrets per
+bake; the lock made at bake time, or one line saying why not (no network, no uv) and nothing written."""
 
+import os
 import re
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, clean_env
+from .conftest import ROOT, clean_env, tool
 
 BAD_SLUGS = {
     "1abc": "starts with a digit",
@@ -25,13 +28,25 @@ BAD_SLUGS = {
 }
 
 
-def cookiecutter_cli(output_dir: Path, config: Path, *answers: str) -> subprocess.CompletedProcess:
-    """The real command line a user types, --no-input as in CI."""
+def cookiecutter_cli(
+    output_dir: Path,
+    config: Path,
+    *answers: str,
+    env: dict[str, str] | None = None,
+    program: Path | None = None,
+) -> subprocess.CompletedProcess:
+    """The real command line a user types, --no-input as in CI; `env` adds to the environment,
+    `program` is another installation of cookiecutter."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "cookiecutter", "--no-input", "--config-file", str(config)]
-    argv += ["--output-dir", str(output_dir), str(ROOT), *answers]
+    argv = [str(program)] if program else [sys.executable, "-m", "cookiecutter"]
+    argv += ["--no-input", "--config-file", str(config), "--output-dir", str(output_dir), str(ROOT), *answers]
     return subprocess.run(
-        argv, env=clean_env(), capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+        argv,
+        env={**clean_env(), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -120,3 +135,66 @@ def test_example_env_has_placeholders_only(bake_into, tmp_path):
     for key, value in secret_keys:
         assert value == "change-me", f"{key} in .env.example should be the placeholder 'change-me'"
         assert env_values(project)[key] not in {"", "change-me"}
+
+
+def only_error_line(result: subprocess.CompletedProcess) -> str:
+    """The hook's whole stderr: exactly one ERROR line, no traceback. (cookiecutter itself then logs
+    "Stopping generation" and a traceback on stdout for any failing hook; no hook can prevent that.)"""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode != 0 and len(lines) == 1 and lines[0].startswith("ERROR: "), result.stderr
+    return lines[0]
+
+
+# No network, two honest ways: an index that refuses connections (what a firewall or a dead mirror
+# gives; retries off, they only add seconds), and uv told it is offline. Both with an empty cache,
+# so nothing this machine downloaded before can stand in for the index.
+NO_NETWORK = {
+    "connection refused": {"UV_DEFAULT_INDEX": "http://127.0.0.1:9/simple", "UV_HTTP_RETRIES": "0"},
+    "offline": {"UV_OFFLINE": "1"},
+}
+
+
+@pytest.mark.parametrize("variables", list(NO_NETWORK.values()), ids=list(NO_NETWORK))
+def test_bake_without_network_fails_with_one_line_and_leaves_nothing(
+    variables, tmp_path, cookiecutter_config
+):
+    env = {**variables, "UV_CACHE_DIR": str(tmp_path / "empty-cache")}
+    result = cookiecutter_cli(tmp_path / "out", cookiecutter_config, env=env)
+    line = only_error_line(result)
+    assert line.startswith("ERROR: `uv lock` failed (") and "bake again where" in line, line
+    assert re.search(r"Connection refused|network was disabled", line), line
+    assert list((tmp_path / "out").iterdir()) == [], "a failed lock left the project behind"
+
+
+@pytest.fixture(scope="module")
+def cookiecutter_without_uv(tmp_path_factory) -> Path:
+    """cookiecutter in a venv of its own without uv, as `pipx install cookiecutter` leaves it."""
+    venv = tmp_path_factory.mktemp("cookiecutter-only") / "venv"
+    uv = tool("uv")
+    subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], check=True, timeout=120)
+    requirement = f"cookiecutter=={metadata.version('cookiecutter')}"
+    install = [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), requirement]
+    subprocess.run(install, check=True, timeout=300)
+    return venv / "bin" / "cookiecutter"
+
+
+def path_without_uv() -> list[str]:
+    return [entry for entry in clean_env()["PATH"].split(os.pathsep) if not (Path(entry) / "uv").exists()]
+
+
+def test_bake_without_uv_fails_with_one_line(cookiecutter_without_uv, tmp_path, cookiecutter_config):
+    env = {"PATH": os.pathsep.join(path_without_uv())}
+    result = cookiecutter_cli(tmp_path / "out", cookiecutter_config, env=env, program=cookiecutter_without_uv)
+    line = only_error_line(result)
+    assert "uv is needed" in line and "pipx inject cookiecutter uv" in line, line
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_bake_finds_uv_on_path(cookiecutter_without_uv, tmp_path, cookiecutter_config):
+    """The same cookiecutter with uv on PATH (installed on its own, not in cookiecutter's venv) bakes."""
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "uv").symlink_to(tool("uv"))
+    env = {"PATH": os.pathsep.join([str(tmp_path / "bin"), *path_without_uv()])}
+    result = cookiecutter_cli(tmp_path / "out", cookiecutter_config, env=env, program=cookiecutter_without_uv)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "my_service" / "uv.lock").is_file()

@@ -104,3 +104,18 @@ def test_rendered_hooks_lint_clean(tmp_path):
         argv = [tool("ruff"), *command, "--config", config]
         result = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_one_uv_version_everywhere():
+    """The uv that bakes the lock (requirements-dev.txt), the one a bake locks for itself (its dev
+    extra) and the one that builds the image start from one release, so the image's uv reads the lock."""
+    template = ROOT / "{{cookiecutter.project_slug}}"
+    versions = {
+        "requirements-dev.txt": re.findall(
+            r"^uv>=([\d.]+)$", (ROOT / "requirements-dev.txt").read_text(), re.M
+        ),
+        "pyproject.toml": re.findall(r'"uv>=([\d.]+)"', (template / "pyproject.toml").read_text()),
+        "Dockerfile": re.findall(r"ghcr\.io/astral-sh/uv:([\d.]+) ", (template / "Dockerfile").read_text()),
+    }
+    assert all(len(found) == 1 for found in versions.values()), versions
+    assert len({found[0] for found in versions.values()}) == 1, versions

@@ -40,7 +40,7 @@ from {{ cookiecutter.project_slug }}.config import AdminSettings, Settings, load
 from tools.native import Service, free_port, run_as_kwargs{% if cookiecutter.use_celery == "yes" %}, service_argv{% endif %}
 
 LOOPBACK_NAMES = {"localhost", "::1"}
-DEV_EXTRA = "pip install -e '.[dev]' (make install does)"
+DEV_EXTRA = "uv sync --locked --extra dev (make install does)"
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,8 @@ def write_private(path: Path, text: str) -> None:
     path.touch(mode=0o600)
     path.chmod(0o600)
     path.write_text(text)
+
+
 def uv_command() -> list[str] | None:
     """uv from cookiecutter's own environment (the template's requirements-dev.txt has it), else PATH."""
     if importlib.util.find_spec("uv") is not None:

@@ -11,6 +11,7 @@ answers 200. The upstream is left absent: readiness checks PostgreSQL (and Redis
 
 import contextlib
 import os
+import secrets
 import shlex
 import shutil
 import signal
@@ -181,9 +182,14 @@ def settings(database: str, metrics: Path) -> dict[str, str]:
     return {
         "POSTGRES_HOST": os.environ.get("POSTGRES_HOST", "127.0.0.1"),
         "POSTGRES_PORT": os.environ.get("POSTGRES_PORT", "5432"),
-        "POSTGRES_USER": os.environ.get("POSTGRES_USER", "postgres"),
-        "POSTGRES_PASSWORD": os.environ.get("POSTGRES_PASSWORD", ""),
+        "POSTGRES_ADMIN_USER": os.environ.get("POSTGRES_ADMIN_USER", "postgres"),
+        "POSTGRES_ADMIN_PASSWORD": os.environ.get("POSTGRES_ADMIN_PASSWORD", ""),
         "POSTGRES_DB": database,
+        # The run's own roles, made by compose's `provision` below and dropped with the database.
+        "POSTGRES_OWNER_USER": f"{database}_owner",
+        "POSTGRES_OWNER_PASSWORD": secrets.token_urlsafe(16),
+        "POSTGRES_USER": f"{database}_app",
+        "POSTGRES_PASSWORD": secrets.token_urlsafe(16),
         "UPSTREAM_URL": f"http://127.0.0.1:{free_port()}",  # nothing listens there
         "REDIS_URL": f"{redis}/{os.environ.get('TEST_REDIS_DB', '15')}",
         "UVICORN_HOST": "127.0.0.1",
@@ -194,21 +200,24 @@ def settings(database: str, metrics: Path) -> dict[str, str]:
 
 @contextlib.contextmanager
 def database(python: Path, env: dict[str, str]) -> Iterator[None]:
-    """The test's own database, created and dropped with the psycopg2 of the environment just built."""
+    """The test's own database and roles (compose's `provision` makes them), dropped at the end with
+    the psycopg2 of the environment just built."""
     code = (
         "import os, sys, psycopg2\n"
         "c = psycopg2.connect(host=os.environ['POSTGRES_HOST'], port=os.environ['POSTGRES_PORT'],"
-        " user=os.environ['POSTGRES_USER'], password=os.environ['POSTGRES_PASSWORD'], dbname='postgres')\n"
+        " user=os.environ['POSTGRES_ADMIN_USER'], password=os.environ['POSTGRES_ADMIN_PASSWORD'],"
+        " dbname='postgres')\n"
         "c.autocommit = True\n"
-        "c.cursor().execute(sys.argv[1])\n"
+        "for statement in sys.argv[1:]: c.cursor().execute(statement)\n"
     )
-    name = env["POSTGRES_DB"]
-    subprocess.run([str(python), "-c", code, f'CREATE DATABASE "{name}"'], env=env, check=True, timeout=60)
     try:
         yield
     finally:
-        drop = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
-        subprocess.run([str(python), "-c", code, drop], env=env, check=True, timeout=60)
+        drop = [
+            f'DROP DATABASE IF EXISTS "{env["POSTGRES_DB"]}" WITH (FORCE)',
+            f'DROP ROLE IF EXISTS "{env["POSTGRES_USER"]}", "{env["POSTGRES_OWNER_USER"]}"',
+        ]
+        subprocess.run([str(python), "-c", code, *drop], env=env, check=True, timeout=60)
 
 
 def wait_ready(api: subprocess.Popen, url: str) -> int | None:
@@ -271,7 +280,8 @@ def build(project: Path, dockerfile_text: str, top: Path) -> tuple[Image, dict]:
 
 
 def serve(built: Image, services: dict) -> tuple[subprocess.CompletedProcess, int | None, str]:
-    """compose's migrate, then its api until /health/ready answers: (migrate, its status, the api log)."""
+    """compose's provision and migrate, then its api until /health/ready answers: (the one-shots'
+    outcome, the api's status, the api log)."""
     env = {**built.env, **settings(f"image_steps_{uuid.uuid4().hex[:8]}", built.path("/tmp/metrics"))}
     built.path("/tmp/metrics").mkdir(parents=True)
     hand_over(built.root, built.account)
@@ -280,9 +290,12 @@ def serve(built: Image, services: dict) -> tuple[subprocess.CompletedProcess, in
     where = {"cwd": built.workdir, "env": env, **as_account(built.account)}
     status = None
     with database(built.path("/opt/venv/bin/python"), env):
-        migrate = subprocess.run(
-            services["migrate"]["command"], capture_output=True, text=True, timeout=120, **where
-        )
+        for one_shot in ("provision", "migrate"):
+            migrate = subprocess.run(
+                services[one_shot]["command"], capture_output=True, text=True, timeout=120, **where
+            )
+            if migrate.returncode != 0:
+                break
         if migrate.returncode == 0:
             with log.open("w") as output:
                 argv = services["api"]["command"]

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import httpx
 
+from {{ cookiecutter.project_slug }}.config import Settings
 from {{ cookiecutter.project_slug }}.primes import count_primes
 
 from . import figures, loadgen, scenarios, targets
@@ -53,10 +54,16 @@ SETTINGS_LIMITS = (
 )  # fmt: skip
 
 
+def started_settings(stack: Stack) -> Settings:
+    """The settings the stack's services run with; a stack that is not started has none yet."""
+    if stack.settings is None:
+        raise RuntimeError("the stack is not started")
+    return stack.settings
+
+
 def read_limits(stack: Stack, cpu_job_seconds: float) -> Limits:
     """The limits the services run with: the same settings, read here."""
-    settings = stack.settings
-    assert settings is not None
+    settings = started_settings(stack)
     return Limits(
         **{name: getattr(settings, name) for name in SETTINGS_LIMITS},
         worker_concurrency=getattr(settings, "worker_concurrency", None) if stack.worker else None,
@@ -86,8 +93,7 @@ def versions(stack: Stack) -> dict[str, str | None]:
             found[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             found[package] = None
-    assert stack.settings is not None
-    with admin_connection(stack.settings) as connection, connection.cursor() as cursor:
+    with admin_connection(started_settings(stack)) as connection, connection.cursor() as cursor:
         cursor.execute("SHOW server_version")
         found["postgresql server"] = cursor.fetchone()[0]
 {%- if cookiecutter.use_celery == "yes" %}

@@ -71,7 +71,7 @@ def check(
     @settings(
         max_examples=max_examples,
         deadline=None,  # a request takes the server's time; the client timeout bounds it
-        database=None,  # no .hypothesis/ folder: every run starts afresh
+        database=None,  # no failing examples replayed from earlier runs: every run starts afresh
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
     )
     def request(case: Case) -> None:

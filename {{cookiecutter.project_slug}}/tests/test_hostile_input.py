@@ -56,6 +56,15 @@ def test_a_body_python_cannot_parse_is_a_400(api, family):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
+def test_a_body_that_is_not_text_is_a_documented_400(api, family):
+    """Found by the fuzzer (test_fuzz.py): FastAPI's 400 and 413 on a body were missing from the schema."""
+    response = httpx.post(f"{api.url}{family}/items", content=b'{"name": "\x80"}', headers=JSON)
+    assert response.status_code == 400, response.text
+    documented = httpx.get(f"{api.url}/openapi.json").json()["paths"][f"{family}/items"]["post"]["responses"]
+    assert {"400", "413"} <= set(documented)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_storable_unicode_round_trips(api, family):
     """The control: text that is not plain ASCII but that PostgreSQL can store is accepted as it is."""
     name = "Zoë ✓ 𝄞 \u200b tab\tnewline\n"

@@ -18,6 +18,13 @@ WaitSeconds = Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS, description="sec
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, examples=[10])]
 Offset = Annotated[int, Query(ge=0, le=2**31 - 1, examples=[0])]
 
+# What FastAPI answers for a route with a body before the route runs, listed on each such route so
+# clients (and the fuzzer in tests/) know every status they can get.
+BODY_ERRORS = {
+    400: {"description": "the body cannot be parsed: not UTF-8 text, or a number too long for Python"},
+    413: {"description": "the body is larger than MAX_BODY_BYTES"},
+}
+
 # Text bound for the database is refused here, with a 422, when PostgreSQL could not store it: its
 # text types have no U+0000 (the driver would fail mid-request, a 500). Lone surrogates, which UTF-8
 # cannot encode, are refused by pydantic itself. The pattern is in the OpenAPI schema, so clients

@@ -9,12 +9,22 @@ from sqlalchemy import select, text
 from ..clients import fetch_delay
 from ..deps import AsyncDB, HttpClient
 from ..models import Item
-from ..schemas import ItemCreate, ItemId, ItemOut, Limit, Offset, UpstreamReply, Waited, WaitSeconds
+from ..schemas import (
+    BODY_ERRORS,
+    ItemCreate,
+    ItemId,
+    ItemOut,
+    Limit,
+    Offset,
+    UpstreamReply,
+    Waited,
+    WaitSeconds,
+)
 
 router = APIRouter(prefix="/async", tags=["async def + asyncpg/httpx"])
 
 
-@router.post("/items", status_code=status.HTTP_201_CREATED)
+@router.post("/items", status_code=status.HTTP_201_CREATED, responses=BODY_ERRORS)
 async def create_item(body: ItemCreate, db: AsyncDB) -> ItemOut:
     item = Item(name=body.name, description=body.description)
     db.add(item)

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from ..deps import AppSettings
 from ..errors import ServiceUnavailable, above_limit
 from ..jobs import COUNT_PRIMES, JobQueue, Jobs
-from ..schemas import PrimeCount
+from ..schemas import BODY_ERRORS, PrimeCount
 
 # Every web process reads the same Redis list: /metrics shows the most recent reading.
 QUEUE_DEPTH = Gauge(
@@ -73,7 +73,9 @@ CELERY_STATES = {
 
 
 @router.post(
-    "/jobs", status_code=status.HTTP_202_ACCEPTED, responses={503: {"description": "job queue unavailable"}}
+    "/jobs",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={**BODY_ERRORS, 503: {"description": "job queue unavailable"}},
 )
 def submit_job(body: JobRequest, jobs: Jobs, settings: AppSettings, response: Response) -> Job:
     if body.n > settings.job_max_n:

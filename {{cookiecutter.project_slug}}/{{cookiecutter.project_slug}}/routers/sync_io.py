@@ -11,12 +11,22 @@ from sqlalchemy import select, text
 from ..clients import fetch_delay_blocking
 from ..deps import AppSettings, RequestsSession, SyncSessions
 from ..models import Item
-from ..schemas import ItemCreate, ItemId, ItemOut, Limit, Offset, UpstreamReply, Waited, WaitSeconds
+from ..schemas import (
+    BODY_ERRORS,
+    ItemCreate,
+    ItemId,
+    ItemOut,
+    Limit,
+    Offset,
+    UpstreamReply,
+    Waited,
+    WaitSeconds,
+)
 
 router = APIRouter(prefix="/sync", tags=["def + psycopg2/requests"])
 
 
-@router.post("/items", status_code=status.HTTP_201_CREATED)
+@router.post("/items", status_code=status.HTTP_201_CREATED, responses=BODY_ERRORS)
 def create_item(body: ItemCreate, sessions: SyncSessions) -> ItemOut:
     with sessions() as db:
         item = Item(name=body.name, description=body.description)

@@ -9,13 +9,13 @@ import httpx
 import pytest
 from schemathesis import Case
 
-from {{ cookiecutter.project_slug }}.config import Settings
+from {{ cookiecutter.project_slug }}.config import AdminSettings
 from {{ cookiecutter.project_slug }}.schemas import MAX_WAIT_SECONDS
 
 from .fuzz import fuzz
 from .services import start_api
-from tools.database import drop_database, ensure_database
-from tools.native import Service, run_once
+from tools.database import drop_database
+from tools.native import Service, database_env, run_once
 
 MAX_EXAMPLES = 30  # per operation and mode: well under a minute for the whole API on 2 cores
 FUZZ_MAX_WAIT = 0.05  # seconds: the most a fuzzed wait route sleeps (cap_waits)
@@ -23,20 +23,30 @@ FUZZ_MAX_N = 10_000  # {% if cookiecutter.use_celery == "yes" %}CPU_MAX_N and JO
 
 
 @pytest.fixture(scope="module")
-def fuzzed_api(settings: Settings, upstream, service_env, log_dir: Path{% if cookiecutter.use_celery == "yes" %}, redis_db{% endif %}) -> Iterator[Service]:
-    """The app as `api` runs it, with a database of its own (the fuzzer's rows would fill the pages
-    other tests read) and small CPU bounds, so each n the fuzzer sends is either cheap or a 422."""
+def fuzzed_api(
+    admin_settings: AdminSettings,
+    upstream,
+    service_env,
+    log_dir: Path,
+{%- if cookiecutter.use_celery == "yes" %}
+    redis_db,
+{%- endif %}
+) -> Iterator[Service]:
+    """The app as `api` runs it, with a database and roles of its own (the fuzzer's rows would fill
+    the pages other tests read) and small CPU bounds, so each n the fuzzer sends is either cheap or
+    a 422."""
+    own_database = database_env("fuzz")
     env = {
         **service_env,
-        "POSTGRES_DB": f"{settings.postgres_db}_fuzz",
+        **own_database,
         "CPU_MAX_N": str(FUZZ_MAX_N),
 {%- if cookiecutter.use_celery == "yes" %}
         "JOB_MAX_N": str(FUZZ_MAX_N),
 {%- endif %}
     }
-    own = settings.model_copy(update={"postgres_db": env["POSTGRES_DB"]})
-    ensure_database(own)
+    own = admin_settings.model_copy(update={key.lower(): value for key, value in own_database.items()})
     try:
+        run_once("provision", env)
         run_once("migrate", env)
         service = start_api(env, log_dir, name="fuzzed_api")
         try:

@@ -72,20 +72,24 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def isolated_env(purpose: str, upstream_port: int{% if cookiecutter.use_celery == "yes" %}, redis_db: str{% endif %}) -> dict[str, str]:
-    """The settings of one run (a test session, a benchmark) that must not touch anyone else's data:
-    a database of its own, `<purpose>_<package>_<random>`, with an owner and an app role of its own
-    (`<purpose>_<random>_owner`, `_app`, fresh passwords), the upstream on `upstream_port`{% if cookiecutter.use_celery == "yes" %}, and
-    Redis database `redis_db` of the configured Redis server{% endif %}."""
+def database_env(purpose: str) -> dict[str, str]:
+    """A database of its own, `<purpose>_<package>_<random>`, with an owner and an app role of its
+    own (`<purpose>_<random>_owner`, `_app`) and fresh passwords: for the compose `provision`."""
     run = uuid.uuid4().hex[:8]
-    env = {
+    return {
         "POSTGRES_DB": f"{purpose}_{{ cookiecutter.project_slug }}_{run}",
         "POSTGRES_OWNER_USER": f"{purpose}_{run}_owner",
         "POSTGRES_OWNER_PASSWORD": secrets.token_urlsafe(16),
         "POSTGRES_USER": f"{purpose}_{run}_app",
         "POSTGRES_PASSWORD": secrets.token_urlsafe(16),
-        "UPSTREAM_URL": f"http://127.0.0.1:{upstream_port}",
     }
+
+
+def isolated_env(purpose: str, upstream_port: int{% if cookiecutter.use_celery == "yes" %}, redis_db: str{% endif %}) -> dict[str, str]:
+    """The settings of one run (a test session, a benchmark) that must not touch anyone else's data:
+    a database with roles of its own (database_env), the upstream on `upstream_port`{% if cookiecutter.use_celery == "yes" %}, and
+    Redis database `redis_db` of the configured Redis server{% endif %}."""
+    env = {**database_env(purpose), "UPSTREAM_URL": f"http://127.0.0.1:{upstream_port}"}
 {%- if cookiecutter.use_celery == "yes" %}
     base = os.environ.get("REDIS_URL") or load_settings().redis_url
     env["REDIS_URL"] = f"{base.rsplit('/', 1)[0]}/{redis_db}"

@@ -23,6 +23,7 @@ from .services import start_api
 from tools.native import Service, free_port
 
 IN_FLIGHT = 40
+ARRIVAL_GAP = 0.025  # seconds between two requests' arrivals: all 40 are in within a second
 SMALL_POOLS = {"THREADPOOL_TOKENS": "10", "SYNC_DB_POOL_SIZE": "10", "ASYNC_DB_POOL_SIZE": "10"}
 
 
@@ -100,10 +101,12 @@ async def requests_then_sigterm(api: Service, delay: float) -> tuple[list[int | 
     worker held when the signal went."""
     transport = AiohttpTransport(limits=httpx.Limits(max_connections=IN_FLIGHT))
     async with httpx.AsyncClient(transport=transport, base_url=api.url, timeout=60) as client:
-        calls = [
-            asyncio.ensure_future(client.get("/async/upstream", params={"delay": delay}))
-            for _ in range(IN_FLIGHT)
-        ]
+        calls = []
+        for _ in range(IN_FLIGHT):
+            calls.append(asyncio.ensure_future(client.get("/async/upstream", params={"delay": delay})))
+            # One connection at a time, so each is a fresh race between the workers to accept it:
+            # a burst would be taken whole by whichever worker wakes first (asyncio accepts in batches).
+            await asyncio.sleep(ARRIVAL_GAP)
         for _ in range(100):
             held = connections_per_worker(api)
             if sum(held) >= IN_FLIGHT:
@@ -125,7 +128,7 @@ def start_two_workers(env: dict[str, str], log_dir: Path, name: str, graceful: f
 def test_two_workers_share_the_load_and_drain_on_sigterm(database, upstream, service_env, log_dir):
     api = start_two_workers(service_env, log_dir, "api_two_workers", graceful=30)
     try:
-        statuses, held = asyncio.run(requests_then_sigterm(api, delay=3))
+        statuses, held = asyncio.run(requests_then_sigterm(api, delay=4))
         assert sum(held) == IN_FLIGHT and min(held) > 0, f"connections per worker: {held}"
         assert statuses == [200] * IN_FLIGHT, statuses
         assert api.process.wait(timeout=30) == 0, api.log_tail()
@@ -137,7 +140,7 @@ def test_a_graceful_timeout_shorter_than_the_requests_cuts_them(database, upstre
     """Control: the same requests, with one second to finish in."""
     api = start_two_workers(service_env, log_dir, "api_short_grace", graceful=1)
     try:
-        statuses, _ = asyncio.run(requests_then_sigterm(api, delay=3))
+        statuses, _ = asyncio.run(requests_then_sigterm(api, delay=4))
         assert 200 not in statuses, statuses
     finally:
         api.kill()

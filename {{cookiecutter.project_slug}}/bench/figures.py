@@ -8,13 +8,17 @@ from .sampler import Peak
 from .scenarios import Row
 
 # What a Measured row repeats of its Row, as it was asked.
-DESCRIBED = ("key", "section", "label", "route", "server", "pattern", "kind", "note", "requests")
+DESCRIBED = (
+    "key", "section", "label", "route", "server", "pattern", "kind", "note", "requests", "server_env",
+)  # fmt: skip
 
 
 def ceiling_of(
     row: Row, load: loadgen.LoadResult, server_cpu: float | None
 ) -> tuple[float | None, str | None]:
-    """Little's law for wait and CPU rows; for full-speed rows, one core at the measured CPU cost."""
+    """Little's law for wait and CPU rows; for full-speed rows, one core at the measured CPU cost, or
+    for rows bound by processes and CPUs, as many cores as the smaller of the two (a process runs on
+    one core at a time)."""
     ceiling = row.ceiling()
     if ceiling is not None:
         return ceiling
@@ -23,7 +27,12 @@ def ceiling_of(
         return 1 / per_request, f"load-generator CPU: {per_request * 1e6:.0f} µs/req"
     if server_cpu and load.completed:
         per_request = server_cpu / load.completed
-        return 1 / per_request, f"CPU: one server process, {per_request * 1000:.2f} ms/req"
+        if not row.limits:
+            return 1 / per_request, f"CPU: one server process, {per_request * 1000:.2f} ms/req"
+        cores = min(row.limits.values())
+        binding = " = ".join(f"{name} {value}" for name, value in row.limits.items() if value == cores)
+        unit = "core" if cores == 1 else "cores"
+        return cores / per_request, f"{binding}: {cores} {unit} at {per_request * 1000:.2f} ms CPU/req"
     return None, None
 
 
@@ -31,12 +40,15 @@ def measured(
     row: Row,
     load: loadgen.LoadResult,
     lag: LagSummary | None,
-    server_cpu: float | None,
+    server_cpu_by_process: dict[int, float] | None,
     machine_busy: float,
     peak: Peak,
+    budget: str | None = None,
 ) -> Measured:
+    server_cpu = sum(server_cpu_by_process.values()) if server_cpu_by_process is not None else None
     ceiling_rps, binding = ceiling_of(row, load, server_cpu)
     elapsed = load.elapsed
+    by_process = sorted((server_cpu_by_process or {}).values(), reverse=True)
     return Measured(
         **{name: getattr(row, name) for name in DESCRIBED},
         concurrency=load.concurrency,
@@ -60,9 +72,12 @@ def measured(
         client_cpu_share=_share(load.client_cpu, elapsed),
         server_cpu_s=_round(server_cpu, 3),
         server_cpu_share=_share(server_cpu, elapsed),
+        server_process_cpu_shares=[_share(seconds, elapsed) or 0.0 for seconds in by_process],
         machine_cpu_busy=round(machine_busy, 3),
         server_rss_mb=peak.rss_mb,
         server_threads=peak.threads,
+        server_processes=peak.processes,
+        server_budget=budget,
         twins=list(row.twins),
     )
 

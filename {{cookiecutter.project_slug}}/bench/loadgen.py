@@ -192,18 +192,26 @@ async def run_load(
     concurrency: int,
     max_seconds: float,
     progress: Progress | None = None,
+    ramp: float = 0.0,
 ) -> LoadResult:
-    """`requests` operations over `concurrency` connections, opened before the clock starts."""
+    """`requests` operations over `concurrency` connections, opened before the clock starts; with
+    `ramp`, one connection every `ramp` seconds after it starts, as clients arrive at a busy server.
+
+    The ramp is for servers with several worker processes on one listening socket: a burst of new
+    connections is accepted mostly by whichever worker wakes first (1 and 39 of 40 were seen), while
+    a connection that arrives during the load goes to a worker that is not busy."""
     concurrency = max(1, min(concurrency, requests))
     result = LoadResult(requested=requests, concurrency=concurrency, max_seconds=max_seconds)
     connections = [Connection(host, port) for _ in range(concurrency)]
-    await asyncio.gather(*(connection.open() for connection in connections))
+    if not ramp:
+        await asyncio.gather(*(connection.open() for connection in connections))
     issued = 0
     in_flight: dict[int, float] = {}
     last_done = 0.0
 
     async def worker(slot: int, connection: Connection) -> None:
         nonlocal issued, last_done
+        await asyncio.sleep(slot * ramp)  # (the connection opens with its first request)
         while issued < requests:
             index = issued
             issued += 1

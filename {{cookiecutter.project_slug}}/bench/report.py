@@ -49,7 +49,8 @@ def markdown(report: Report) -> str:
         sweep.sort(key=lambda row: (order.index(row.key.split("@")[0]), row.concurrency))
         lines += ["", *sweep_intro(report), "", *table(sweep, SWEEP_COLUMNS)]
     lines += ["", LEGEND.format(probe_ms=report.config.probe_interval * 1000), ""]
-    lines += [*overhead_lines(report.overhead, report.config), "", *articles_comparison(report), ""]
+    lines += [*workers_lines(report), *overhead_lines(report.overhead, report.config), ""]
+    lines += [*articles_comparison(report), ""]
     quick = " (quick mode: indicative only; they are for the default settings)" if report.config.quick else ""
     lines += [f"Targets{quick}", ""]
     for target in report.targets:
@@ -157,13 +158,36 @@ SWEEP_COLUMNS = [
 LEGEND = (
     "✗ = anti-pattern (blocking call inside `async def`, antipatterns/app.py). "
     "Ceilings: Little's law, min(slots) / W; full-speed rows: one core at the CPU cost per request "
-    "measured in the server process (so measured / ceiling = how busy that core was). "
+    "measured in the server process (so measured / ceiling = how busy that core was); worker-process "
+    "rows: as many cores as the smaller of WEB_CONCURRENCY and the CPUs, at the CPU of all its processes. "
     "Loop lag = latency of `GET /health/live` sent every {probe_ms:g} ms from another process during the "
     "row. "
     "≥: the row was cut, unfinished requests count with their age then. "
     "Every process here (servers, workers, PostgreSQL, the load generator) shares the machine's CPUs: "
     "`machine_cpu_busy` in the JSON says how busy they were during each row."
 )
+
+
+def workers_lines(report: Report) -> list[str]:
+    """What a second api worker process adds, and the connections each count may hold: the figure a
+    WEB_CONCURRENCY choice needs (serve.py, budget.py)."""
+    rows = [row for row in report.rows if row.section == scenarios.WORKER_PROCESSES]
+    if not rows:
+        return []
+    pools = ", ".join(f"{name} {value}" for name, value in scenarios.WORKER_POOLS.items())
+    each = "; ".join(
+        f"{row.limits[scenarios.WORKERS]} worker{'s' if row.limits[scenarios.WORKERS] > 1 else ''}: "
+        f"{_num(row.rps)} req/s, server CPU {_num(row.server_cpu_share)} cores "
+        f"({', '.join(map(_num, row.server_process_cpu_shares))} per process), "
+        f"{row.server_budget or 'no connection budget printed'}"
+        for row in rows
+    )
+    scaling = f" {rows[-1].rps / rows[0].rps:.2f}x on {report.limits.cpus} CPUs." if rows[0].rps else ""
+    return [
+        f"Worker processes: `{rows[0].route}` at full speed, {rows[0].concurrency} concurrent, "
+        f"WEB_CONCURRENCY set and per worker {pools}. {each}.{scaling}",
+        "",
+    ]
 
 
 def overhead_lines(overhead: Overhead, config: Config) -> list[str]:

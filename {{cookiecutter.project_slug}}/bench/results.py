@@ -51,9 +51,14 @@ class Measured:
     client_cpu_share: float | None
     server_cpu_s: float | None
     server_cpu_share: float | None
+    # Each of the server's processes, busiest first: with several workers, whether each was busy.
+    server_process_cpu_shares: list[float]
     machine_cpu_busy: float | None
     server_rss_mb: float | None  # the server process's resident memory, highest seen during the row
     server_threads: int | None  # its thread count, highest seen during the row
+    server_processes: int | None  # the server's processes (uvicorn's, its workers, pool jobs), at most
+    server_env: dict[str, str]  # the settings the server ran with beyond the run's
+    server_budget: str | None  # the connection budget its serve.py printed (api-command servers)
     twins: list[str]
     slower_than_each_twin: dict[str, float | None] = field(default_factory=dict)
     slower_than_twins: float | None = None

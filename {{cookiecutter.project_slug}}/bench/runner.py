@@ -23,7 +23,7 @@ from {{ cookiecutter.project_slug }}.provision import admin_connection
 from . import figures, loadgen, scenarios, targets
 from .probe import LagProbe
 from .results import Measured, Overhead, Report
-from .sampler import PeakSampler, machine_cpu_times, process_cpu_seconds
+from .sampler import PeakSampler, cpu_seconds_by_process, cpu_spent, machine_cpu_times
 from .scenarios import Config, Limits, Row
 from .stack import Stack
 
@@ -135,10 +135,10 @@ class Bench:
         return service.port or 0, service.process.pid if service.process else None, "/health/live"
 
     def _load(self, row: Row, port: int, requests: int, show: loadgen.Progress | None = None):
-        operation, concurrency = row.operation, row.concurrency
-        return loadgen.run(
-            loadgen.run_load("127.0.0.1", port, operation, requests, concurrency, row.max_seconds, show)
+        load = loadgen.run_load(
+            "127.0.0.1", port, row.operation, requests, row.concurrency, row.max_seconds, show, row.ramp
         )
+        return loadgen.run(load)
 
     def run(self, row: Row, title: str) -> Measured:
         for server in row.restart_before:
@@ -156,18 +156,19 @@ class Bench:
         if probe_path:
             self.probe.path = probe_path
             self.probe.start(port)
-        cpu_before = process_cpu_seconds(pid) if pid else None
+        cpu_before = cpu_seconds_by_process(pid) if pid else None
         busy_before, total_before = machine_cpu_times()
         with PeakSampler(pid) as peak:
             load = self._load(row, port, row.requests, show)
-        cpu_after = process_cpu_seconds(pid) if pid else None
+        cpu_after = cpu_seconds_by_process(pid) if pid else None
         busy_after, total_after = machine_cpu_times()
         lag = self.probe.stop().summary() if probe_path else None
         if load.cut and row.server in self.stack.services:
             self.dirty.add(row.server)
-        server_cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
+        server_cpu = cpu_spent(cpu_before, cpu_after)
         machine_busy = (busy_after - busy_before) / (total_after - total_before or 1)
-        return figures.measured(row, load, lag, server_cpu, machine_busy, peak)
+        budget = self.stack.budgets.get(row.server)
+        return figures.measured(row, load, lag, server_cpu, machine_busy, peak, budget)
 
 
 def run_all(config: Config, stack: Stack, progress: Progress) -> Report:

@@ -6,7 +6,7 @@ settings in config.py): the client's concurrency, the threadpool tokens, a conne
 when the wait blocks the event loop. That smallest limit "binds", and the table names it. CPU jobs
 are the same with W = the job's CPU time. Rows with no wait ("full speed") are bound by the
 server's own CPU: their ceiling is what one core serves at the CPU cost per request measured during
-the run.
+the run, or, for the worker-process rows, as many cores as the smaller of WEB_CONCURRENCY and the CPUs.
 
 The rows are data: one line each below, a URL template ({w}: the wait, {n}: the CPU job's size)
 and the names of the limits that bound it.
@@ -22,6 +22,7 @@ SWEEP = "concurrency sweep"
 CPU = "CPU"
 OVERHEAD = "overhead"
 CONTROL = "load generator"
+WORKER_PROCESSES = "worker processes"
 
 CORRECT = "correct"
 ANTI = "anti-pattern"
@@ -38,6 +39,7 @@ REQUESTS_POOL = "requests pool"  # sized to the tokens (clients.py): one connect
 PROCESSES = "PROCESS_POOL_WORKERS"
 CELERY = "WORKER_CONCURRENCY"
 CPUS = "CPUs"
+WORKERS = "WEB_CONCURRENCY"  # api worker processes (serve.py); set per row, not a setting of the run
 
 
 @dataclass
@@ -55,6 +57,7 @@ class Config:
     anti_seconds: float  # blocking rows run this long (they would take requests x wait)
     full_requests: int  # per full-speed row
     full_concurrency: int
+    workers_concurrency: int  # the worker-process rows (all alike, so only the processes differ)
     cpu_n: int  # count primes below n: one CPU job
     cpu_requests: int
     cpu_concurrency: int
@@ -129,6 +132,7 @@ class Row:
     # Servers restarted before the row. A pool keeps every connection it ever opened: fresh processes
     # keep the run's PostgreSQL connections near one pool at a time (max_connections is often 100).
     restart_before: tuple[str, ...] = ()
+    ramp: float = 0.0  # seconds between connections opened during the load (loadgen.run_load); 0: all first
     note: str = ""
 
     @property
@@ -183,6 +187,12 @@ OVERHEAD_ROWS = [  # the same trivial route, same uvicorn command
 ]
 # Settings of the servers above beyond the defaults: the app without its watchdog and metrics.
 OVERHEAD_SERVER_ENV = {"plain": {"OBSERVABILITY": "false"}}
+# The async point read with 1 and with 2 api worker processes, each restarted with WEB_CONCURRENCY set
+# and the same per-worker pools, small enough that two workers fit the connection budget of a
+# max_connections = 100 server (budget.py: 2 x (20 + 20) + 1 migrate = 81 <= 97).
+WORKER_COUNTS = (1, 2)
+WORKER_POOLS = {"THREADPOOL_TOKENS": "20", "SYNC_DB_POOL_SIZE": "20", "ASYNC_DB_POOL_SIZE": "20"}
+WORKERS_RAMP = 0.002  # 20 connections spread 8/12 or better over 2 workers, in 40 ms of a row's seconds
 # fmt: on
 
 
@@ -233,6 +243,7 @@ def build_rows(config: Config, limits: Limits, has_celery: bool, item_ids: list[
         rows += [sweep_row(build, spec, level) for spec in SWEEP_ROWS]
     rows += [build.wait_row(spec, IO, config.requests, c, twins=io_twins(spec, c)) for spec in IO_ROWS]
     rows += item_rows(config, build, item_ids)
+    rows += worker_rows(config, build, item_ids)
     rows += cpu_rows(config, build, has_celery)
     return rows
 
@@ -274,16 +285,43 @@ def control_rows(config: Config, build: Builder) -> list[Row]:
     ]  # fmt: skip
 
 
-def item_rows(config: Config, build: Builder, item_ids: list[int]) -> list[Row]:
-    def read(prefix: str) -> loadgen.Operation:
-        return loadgen.get(lambda i: f"{prefix}/items/{item_ids[i % len(item_ids)]}")
+def read_items(prefix: str, item_ids: list[int]) -> loadgen.Operation:
+    """GET <prefix>/items/{id}, cycling through the seeded items."""
+    return loadgen.get(lambda i: f"{prefix}/items/{item_ids[i % len(item_ids)]}")
 
+
+def items_route(prefix: str) -> str:
+    return f"GET {prefix}/items/" + "{id}"  # (braces doubled would be Jinja)
+
+
+def item_rows(config: Config, build: Builder, item_ids: list[int]) -> list[Row]:
     rows = []
     for prefix, label in (("/async", "async def + asyncpg"), ("/sync", "def + psycopg2")):
         spec = Spec(f"io.items{prefix.replace('/', '.')}", f"{label}, full speed", "api", "", CORRECT)
-        route = f"GET {prefix}/items/" + "{id}"  # (braces doubled would be Jinja)
         rows.append(build.row(spec, IO, "full", config.full_requests, config.full_concurrency,
-                              route=route, operation=read(prefix)))  # fmt: skip
+                              route=items_route(prefix), operation=read_items(prefix, item_ids)))  # fmt: skip
+    return rows
+
+
+def worker_rows(config: Config, build: Builder, item_ids: list[int]) -> list[Row]:
+    """The async point read at full speed with WORKER_COUNTS api processes: what a second worker adds.
+
+    Bound by CPU: one process uses at most one core, so the smaller of WEB_CONCURRENCY and the CPUs
+    binds. The load is the same for every count: as many connections as a worker's pool (so the pool
+    binds neither row; with more, one worker's requests queue for it and cost more CPU each), opened
+    one every WORKERS_RAMP seconds while the load runs, because the workers share one listening
+    socket and a burst of connections opened at once goes mostly to one of them (loadgen.run_load)."""
+    rows = []
+    for workers in WORKER_COUNTS:
+        processes = f"{workers} api worker process" + ("es" if workers > 1 else "")
+        spec = Spec(f"workers.items.{workers}", f"async def + asyncpg, full speed, {processes}", "api", "",
+                    CORRECT, (WORKERS, CPUS), note=f"connections opened {WORKERS_RAMP * 1000:g} ms apart")  # fmt: skip
+        row = build.row(spec, WORKER_PROCESSES, "full", config.full_requests, config.workers_concurrency,
+                        route=items_route("/async"), operation=read_items("/async", item_ids),
+                        limit_values={WORKERS: workers},
+                        server_env={**WORKER_POOLS, "WEB_CONCURRENCY": str(workers)},
+                        ramp=WORKERS_RAMP)  # fmt: skip
+        rows.append(row)
     return rows
 
 

@@ -5,7 +5,8 @@ compose `migrate` command, dropped at the end) and a Redis database of its own, 
 service with tools.native on a free loopback port:
 
     upstream  the compose `upstream` command (the slow third-party stand-in)
-    api       the compose `api` command: the generated application
+    api       the compose `api` command: the generated application, one worker process unless a row
+              sets WEB_CONCURRENCY (the worker-process rows)
     threads   the same, restarted with THREADPOOL_TOKENS raised for a row (the threads-compete rows)
     anti      the same command serving bench.articles_app (anti-patterns + the articles' routes)
     bare      the same command serving bench.bare_app (bare FastAPI, for the overhead ratio)
@@ -37,6 +38,7 @@ from tools.native import (
     run_once,
 )
 
+SERVE_LINE = "serve: "  # what serve.py prints before uvicorn starts
 # The ASGI app each api-command service serves instead of the compose one (app instances, not factories).
 APPS = {
     "api": None,
@@ -108,11 +110,15 @@ class Stack:
         use_local_servers(log_dir)  # the configured servers, or embedded ones for this run
         # The tests' isolation: a database of its own{% if cookiecutter.use_celery == "yes" %} and a Redis database, emptied before and after{% endif %}.
         self.env = isolated_env("bench", upstream_port{% if cookiecutter.use_celery == "yes" %}, redis_db_number(){% endif %})
+        # One worker process per server, whatever the CPUs and max_connections: the full-speed rows'
+        # ceilings are one process's; the rows about worker processes set their own WEB_CONCURRENCY.
+        self.env["WEB_CONCURRENCY"] = "1"
         self.upstream = Service.from_compose(
             "upstream", self.env, port=upstream_port, log_path=log_dir / "upstream.log"
         )
         self.services: dict[str, Service] = {}
         self.overrides: dict[str, dict[str, str]] = {}  # per server: settings beyond self.env
+        self.budgets: dict[str, str | None] = {}  # per server: the connection budget it printed
         self.worker: Service | None = None
         self.raw = RawServer(log_dir)
         self.settings: Settings | None = None
@@ -144,8 +150,9 @@ class Stack:
         for name in ("api", "threads", "anti"):
             self.services[name] = self._api_service(name).start()
         self.upstream.wait_http("/health")
-        for service in self.services.values():
+        for name, service in self.services.items():
             service.wait_http("/health/live", timeout=60)
+            self._read_budget(name)
         self.services["api"].wait_http("/health/ready", timeout=30)
         if self.worker is not None:
             self.worker.wait_log("ready.", timeout=60)
@@ -169,10 +176,24 @@ class Stack:
             self.overrides[name] = overrides
         if name in self.services:  # (a server only some rows use is started by the first of them)
             self.services[name].kill()
-        service = self._api_service(name).start()
-        service.wait_http("/health/live", timeout=60)
+        service = self._api_service(name)
+        # Its log is appended to: this start's lines begin here (earlier ones may be megabytes).
+        start = service.log_path.stat().st_size if service.log_path and service.log_path.exists() else 0
+        service.start().wait_http("/health/live", timeout=60)
         self.services[name] = service
+        self._read_budget(name, start)
         return service
+
+    def _read_budget(self, name: str, start: int = 0) -> None:
+        """The `serve: connection budget: ...` line the server printed from `start` in its log: the
+        workers it chose and the connections they may hold, in its own words."""
+        log_path = self.services[name].log_path
+        assert log_path is not None
+        with log_path.open("rb") as log:
+            log.seek(start)
+            lines = log.read().decode(errors="replace").splitlines()
+        line = next((line for line in lines if line.startswith(SERVE_LINE)), None)
+        self.budgets[name] = line.removeprefix(SERVE_LINE) if line else None
 
     def __exit__(self, *exc_info: object) -> None:
         for service in self.services.values():

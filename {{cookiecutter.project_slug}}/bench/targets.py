@@ -6,7 +6,7 @@ They are judged for the default settings on the machine at hand; quick runs prin
 from collections.abc import Callable
 
 from .results import Measured, Report, Target
-from .scenarios import ANTI, CORRECT
+from .scenarios import ANTI, CORRECT, WORKER_COUNTS, WORKERS
 
 CEILING_TARGET = 0.9  # correct wait rows at the articles' load
 ASYNC_HTTP_TARGET = 0.85  # async + httpx at twice the articles' load
@@ -17,6 +17,10 @@ HTTP_LAG_TARGET_MS = 20.0  # rows that also parse an upstream's answer on the lo
 ASYNC_HTTP_LAG_TARGET_MS = 30.0
 OVERHEAD_TARGET = 0.9
 OBSERVABILITY_COST_TARGET = 0.05  # the watchdog and metrics: extra server CPU per request
+# 2 api worker processes over 1 on 2 CPUs: not 2x, because PostgreSQL and the load generator need
+# CPU from the same cores for every request.
+WORKERS_SCALING_TARGET = 1.6
+UNEVEN_WORKERS = 0.5  # the less busy of two workers below this share of the busier one's CPU
 # A row measured above this share of the client's own ceiling, or with the client's CPU this busy,
 # may have measured the load generator rather than the server.
 CLIENT_SHARE_LIMIT = 0.5
@@ -75,6 +79,13 @@ def evaluate(report: Report) -> list[Target]:
             "request than the app without them",
             [r for r in report.rows if r.key == "overhead.app"],
             observability_cost(report),
+        ),
+        judge(
+            f"{WORKER_COUNTS[-1]} api worker processes serve >= {WORKERS_SCALING_TARGET:g}x what "
+            f"{WORKER_COUNTS[0]} does (async def + asyncpg point read at full speed, "
+            f"{report.limits.cpus} CPUs)",
+            [r for r in report.rows if r.key == f"workers.items.{WORKER_COUNTS[-1]}"],
+            workers_scaling(report),
         ),
         judge(
             "the load generator is not the bottleneck",
@@ -175,3 +186,42 @@ def client_bound(report: Report) -> Check:
         return f"{r.route}: {r.rps:g} req/s with the client's CPU {share:.0%} busy"
 
     return check
+
+
+def workers_scaling(report: Report) -> Check:
+    """A miss says what shared the CPUs, and whether the client bound either row (then the ratio
+    measured the load generator as much as the workers)."""
+
+    def check(r: Measured) -> str | None:
+        fewer = report.row(f"workers.items.{WORKER_COUNTS[0]}")
+        if fewer is None or not fewer.rps:
+            return f"{r.key}: no {WORKER_COUNTS[0]}-worker row measured"
+        times = r.rps / fewer.rps
+        if times >= WORKERS_SCALING_TARGET:
+            return None
+        cpus = report.limits.cpus
+        clues = [f"only {cpus} CPU: the second worker has no core of its own"] if cpus < 2 else []
+        clues += [f"{row.limits[WORKERS]} worker(s): {cpu_split(row, cpus)}" for row in (fewer, r)]
+        busiest = r.server_process_cpu_shares[:2]
+        if len(busiest) == 2 and busiest[1] < UNEVEN_WORKERS * busiest[0]:
+            clues.append(
+                f"one worker did most of the work ({busiest[0]:.2f} vs {busiest[1]:.2f} cores): the "
+                "workers share one listening socket, and the one that wakes first accepts a burst of new "
+                "keep-alive connections"
+            )
+        bound = [miss for miss in map(client_bound(report), (fewer, r)) if miss]
+        clues.append("client-bound: " + "; ".join(bound) if bound else "the client kept up")
+        return f"{times:.2f}x ({r.rps:g} vs {fewer.rps:g} req/s): {'; '.join(clues)}"
+
+    return check
+
+
+def cpu_split(r: Measured, cpus: int) -> str:
+    """Who used the machine's CPUs during a row: the server, the load generator, and everything else
+    (PostgreSQL's backends, and whatever else the machine runs)."""
+    busy = (r.machine_cpu_busy or 0) * cpus
+    server, client = r.server_cpu_share or 0, r.client_cpu_share or 0
+    return (
+        f"{busy:.2f} of {cpus} CPUs busy: server {server:.2f}, load generator {client:.2f}, "
+        f"PostgreSQL and the rest {max(0.0, busy - server - client):.2f}"
+    )

@@ -24,6 +24,7 @@ STATIC_ROWS = {
     "articles.def", "articles.async", "articles.threadpool", "articles.blocking",
     "io.upstream.httpcore", "io.db.anti", "io.mixed", "io.mixed.anti", "io.items.async", "io.items.sync",
     "cpu.inline", "cpu.pool", "overhead.bare", "overhead.routed", "overhead.plain", "overhead.app",
+    "workers.items.1", "workers.items.2",
 }  # fmt: skip
 SWEEP = ["upstream.async", "upstream.sync", "upstream.threads", "upstream.anti", "db.async", "db.sync"]
 
@@ -81,6 +82,11 @@ def test_ratio_is_measured_over_ceiling(rows: dict[str, dict]) -> None:
             assert row["ceiling_rps"] == pytest.approx(slots / row["wait_s"], rel=1e-3), row["key"]
             binding = [name for name, value in row["limits"].items() if value == slots]
             assert all(name in row["binding"] for name in binding), row["key"]
+        elif row["limits"]:
+            # Processes and CPUs: as many cores as the smaller, at the server's CPU per request.
+            cores = min(row["limits"].values())
+            per_request = row["server_cpu_s"] / row["completed"]
+            assert row["ceiling_rps"] == pytest.approx(cores / per_request, rel=1e-2), row["key"]
     anti = [key for key, row in rows.items() if row["pattern"] == "anti-pattern"]
     assert len(anti) == 4 + len(quick_levels(rows))  # articles, db, mixed, cpu; upstream at each level
     for key in anti:
@@ -119,6 +125,28 @@ def test_sweep_names_what_binds_each_keyword_and_what_threads_cost(rows: dict[st
     for key, row in rows.items():
         if "@" in key:
             assert row["server_rss_mb"] > 10 and row["server_threads"] >= 1, key
+
+
+def test_worker_rows_ran_that_many_processes_within_their_budget(quick: dict, rows: dict[str, dict]) -> None:
+    """Each worker-process row's server printed the budget of its own WEB_CONCURRENCY and pools, and
+    really ran that many processes: the 1-worker row (one process) is the 2-worker row's control."""
+    one, two = rows["workers.items.1"], rows["workers.items.2"]
+    for row in (one, two):
+        env = row["server_env"]
+        workers = int(env["WEB_CONCURRENCY"])
+        assert row["limits"]["WEB_CONCURRENCY"] == workers and row["concurrency"] == two["concurrency"]
+        needed = workers * (int(env["SYNC_DB_POOL_SIZE"]) + int(env["ASYNC_DB_POOL_SIZE"])) + 1  # + migrate
+        assert f"x {workers} WEB_CONCURRENCY x" in row["server_budget"], row["server_budget"]
+        assert f"migrate = {needed} <=" in row["server_budget"], row["server_budget"]
+        cores = min(row["limits"].values())  # the smaller of the workers and the CPUs binds
+        binding = [f"{name} {value}" for name, value in row["limits"].items() if value == cores]
+        assert all(name in row["binding"] for name in binding), row["binding"]
+    # Beside each server's resource tracker (multiprocessing's): uvicorn's supervisor and 2 workers.
+    assert two["server_processes"] >= one["server_processes"] + 2, (one["server_processes"], two)
+    # The other servers run one worker whatever this machine's CPUs (their ceilings are one core's).
+    assert "x 1 WEB_CONCURRENCY x" in rows["io.items.async"]["server_budget"]
+    assert "workers.items.2" in [name for target in quick["report"]["targets"] for name in target["checked"]]
+    assert "Worker processes:" in (quick["output"] / "bench.md").read_text()
 
 
 def test_overhead_and_load_generator_figures(quick: dict, rows: dict[str, dict]) -> None:

@@ -188,7 +188,8 @@ class Stack:
         """The `serve: connection budget: ...` line the server printed from `start` in its log: the
         workers it chose and the connections they may hold, in its own words."""
         log_path = self.services[name].log_path
-        assert log_path is not None
+        if log_path is None:  # (every bench server logs to a file)
+            raise RuntimeError(f"{name} has no log file")
         with log_path.open("rb") as log:
             log.seek(start)
             lines = log.read().decode(errors="replace").splitlines()

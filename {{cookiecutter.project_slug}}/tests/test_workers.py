@@ -121,7 +121,9 @@ async def requests_then_sigterm(api: Service, delay: float) -> tuple[list[int | 
 def start_two_workers(env: dict[str, str], log_dir: Path, name: str, graceful: float) -> Service:
     overrides = {**SMALL_POOLS, "WEB_CONCURRENCY": "2", "GRACEFUL_TIMEOUT": str(graceful)}
     api = start_api({**env, **overrides}, log_dir, name=name)
-    assert len(workers_of(api)) == 2, api.log_tail()
+    if len(workers_of(api)) != 2:
+        api.kill()  # the caller's cleanup has not started yet
+        pytest.fail(f"not two workers:\n{api.log_tail()}")
     return api
 
 

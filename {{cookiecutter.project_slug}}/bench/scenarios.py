@@ -192,7 +192,9 @@ OVERHEAD_SERVER_ENV = {"plain": {"OBSERVABILITY": "false"}}
 # max_connections = 100 server (budget.py: 2 x (20 + 20) + 1 migrate = 81 <= 97).
 WORKER_COUNTS = (1, 2)
 WORKER_POOLS = {"THREADPOOL_TOKENS": "20", "SYNC_DB_POOL_SIZE": "20", "ASYNC_DB_POOL_SIZE": "20"}
-WORKERS_RAMP = 0.002  # 20 connections spread 8/12 or better over 2 workers, in 40 ms of a row's seconds
+# One connection every 20 ms: for a shared listening socket Linux wakes the worker that went idle
+# last, so a burst of new connections (2 ms apart) went nearly all to one worker (0.96 vs 0.04 cores).
+WORKERS_RAMP = 0.02
 # fmt: on
 
 

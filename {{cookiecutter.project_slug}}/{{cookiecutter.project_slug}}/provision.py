@@ -22,8 +22,8 @@ from psycopg2 import sql
 
 from .config import AdminSettings, load_settings
 
-ROLE = "CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT PASSWORD {password}"
-ROLE_AGAIN = "ALTER ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT PASSWORD {password}"
+# A new role gets them with CREATE, an existing one again with ALTER (a password changed in .env).
+ROLE_OPTIONS = "{role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT PASSWORD {password}"
 DATABASE_GRANTS = [
     "ALTER DATABASE {database} OWNER TO {owner}",
     "REVOKE ALL ON DATABASE {database} FROM PUBLIC",
@@ -67,7 +67,7 @@ def names(settings: AdminSettings) -> dict[str, sql.Composable]:
 
 def ensure_role(cursor: psycopg2.extensions.cursor, role: str, password: str) -> None:
     cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
-    statement = ROLE_AGAIN if cursor.fetchone() else ROLE
+    statement = ("ALTER ROLE " if cursor.fetchone() else "CREATE ROLE ") + ROLE_OPTIONS
     # A role without a password can still log in where the server trusts local connections.
     secret = sql.Literal(password) if password else sql.NULL
     cursor.execute(sql.SQL(statement).format(role=sql.Identifier(role), password=secret))

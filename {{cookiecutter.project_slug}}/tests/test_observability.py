@@ -199,6 +199,15 @@ def test_connection_pool_exhaustion_shows_in_metrics(small_api):
     scrapes = asyncio.run(load_while_scraping(small_api, "/async/db-wait?seconds=2", 2 * SMALL_LIMIT))
     assert max(value(s, "db_pool_checked_out", engine="asyncpg") for s in scrapes) == SMALL_LIMIT
     assert max(value(s, "db_pool_waiting", engine="asyncpg") for s in scrapes) >= 1
+    # Half the requests waited for the first half's 2 s queries; at rest nothing had waited 1 s.
+    waited = eventually(lambda: waited_longer(scrape(small_api), "1.0") >= SMALL_LIMIT or [])
+    assert waited_longer(idle, "1.0") == 0 and waited, "db_pool_wait_seconds saw no waits over 1 s"
+
+
+def waited_longer(samples: list, seconds: str) -> float:
+    """asyncpg checkouts that waited longer than `seconds` for a connection."""
+    count = value(samples, "db_pool_wait_seconds_count", engine="asyncpg")
+    return count - value(samples, "db_pool_wait_seconds_bucket", engine="asyncpg", le=seconds)
 
 
 def test_two_worker_processes_add_up(database, upstream, service_env, log_dir, settings: Settings):

@@ -9,11 +9,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.orm import sessionmaker
 
 from .config import Settings
+from .pools import CountedQueuePool, FairAsyncPool
 
 
 def make_async_engine(settings: Settings) -> AsyncEngine:
     return create_async_engine(
         settings.database_url("asyncpg"),
+        poolclass=FairAsyncPool,  # waiters in arrival order (pools.py)
         pool_size=settings.async_db_pool_size,
         max_overflow=0,
         pool_timeout=settings.db_pool_timeout,
@@ -27,6 +29,7 @@ def make_sync_engine(settings: Settings) -> Engine:
     # and pool_timeout turns an exhausted pool into a 503 instead of a thread parked forever.
     return create_engine(
         settings.database_url("psycopg2"),
+        poolclass=CountedQueuePool,
         pool_size=settings.sync_db_pool_size,
         max_overflow=0,
         pool_timeout=settings.db_pool_timeout,

@@ -41,10 +41,10 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from sqlalchemy.pool import Pool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .cpu_pool import CpuPool
+from .pools import CountedQueuePool, FairAsyncPool
 from .watchdog import LoopWatchdog
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,12 @@ DB_POOL_SIZE = livesum("db_pool_size", "Connections the pool keeps", ("engine",)
 DB_POOL_CHECKED_OUT = livesum("db_pool_checked_out", "Connections in use", ("engine",))
 DB_POOL_OVERFLOW = livesum("db_pool_overflow", "Connections open beyond the pool size", ("engine",))
 DB_POOL_WAITING = livesum("db_pool_waiting", "Checkouts waiting for a connection", ("engine",))
+DB_POOL_WAIT = Histogram(
+    "db_pool_wait_seconds",
+    "How long each checkout waited for a connection (opening one included)",
+    ["engine"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 HTTP_IN_FLIGHT = livesum("http_client_requests_in_flight", "Upstream requests holding a connection")
 PROCESS_POOL_RUNNING = livesum("process_pool_jobs_running", "CPU jobs computing in the process pool")
 PROCESS_POOL_QUEUED = livesum("process_pool_jobs_queued", "CPU jobs waiting for a pool process")
@@ -146,22 +152,17 @@ def threadpool_sample(limiter: anyio.CapacityLimiter) -> Sample:
     return sample
 
 
-def waiting_for(pool: Pool) -> int:
-    """Checkouts parked on the pool's queue. SQLAlchemy counts no waiters, so this reads its queue's
-    own: an asyncio.Queue's getters (asyncpg) or a threading.Condition's waiters (psycopg2)."""
-    queue = getattr(pool, "_pool", None)
-    waiters = getattr(getattr(queue, "_queue", None), "_getters", None)
-    if waiters is None:
-        waiters = getattr(getattr(queue, "not_empty", None), "_waiters", ())
-    return len(waiters)
+def engine_sample(name: str, pool: FairAsyncPool | CountedQueuePool) -> Sample:
+    waited = DB_POOL_WAIT.labels(name)
 
-
-def engine_sample(name: str, pool: Pool) -> Sample:
     def sample() -> None:
         DB_POOL_SIZE.labels(name).set(pool.size())
         DB_POOL_CHECKED_OUT.labels(name).set(pool.checkedout())
         DB_POOL_OVERFLOW.labels(name).set(max(0, pool.overflow()))  # counts up from -size
-        DB_POOL_WAITING.labels(name).set(waiting_for(pool))
+        DB_POOL_WAITING.labels(name).set(pool.counter.waiting)
+        waits = pool.counter.waits
+        for _ in range(len(waits)):  # the waits since the last sample, observed here, off the request path
+            waited.observe(waits.popleft())
 
     return sample
 

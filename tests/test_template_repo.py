@@ -1,15 +1,55 @@
 """The template repo's own files: options, README, CI script, the root compose file, the tests' lint."""
 
+import json
 import re
+import shutil
 import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import unquote
 
+import pytest
 import yaml
 from cookiecutter.environment import StrictEnvironment
 
-from .conftest import COOKIECUTTER_JSON, DEFAULTS, ROOT, clean_env, tool
+from .conftest import COOKIECUTTER_JSON, DEFAULTS, ROOT, TEMPLATE_DIR, clean_env, option_id, tool
 
 OPTIONS = [key for key in COOKIECUTTER_JSON if not key.startswith("_")]
 README = (ROOT / "README.md").read_text()
+README_MAX_LINES = 150
+FIRST_SCREEN_LINES = 40
+# The default bake, and the one with every option flipped (no Celery, no benchmark page).
+LINK_CHECKED_BAKES = [{}, {"use_celery": "no", "include_benchmarks": "no", "python_version": "3.11"}]
+BENCHMARK_ROUTES = ["/async/db-wait", "/sync/db-wait", "/anti/db-wait", "/mixed/report", "/cpu/compute"]
+# A measured figure: a rate, or a target's verdict line. Settings (100 ms, 0.5 s) are not figures.
+FIGURE = re.compile(r"\d[\d,.]*\s*(?:req|jobs)/s|^- (?:MISSED|met):", re.MULTILINE)
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+# The page and its JSON, as bench/page.py names them (run from the template's source, not imported).
+BENCH_PAGE = "benchmark.md"
+BENCH_DATA = "benchmark.json"
+
+
+def measured_figures(text: str) -> list[str]:
+    return FIGURE.findall(text)
+
+
+def broken_links(markdown: Path) -> list[str]:
+    """Relative links of a Markdown file whose target file does not exist (anchors not checked)."""
+    targets = [unquote(target.split("#", 1)[0]) for target in LINK.findall(markdown.read_text())]
+    return [
+        target
+        for target in targets
+        if target and "://" not in target and not (markdown.parent / target).exists()
+    ]
+
+
+def render_check(docs: Path) -> subprocess.CompletedProcess:
+    """bench/page.py of the template, run from its source: the page against its JSON, in `docs`."""
+    argv = [sys.executable, "-m", "bench.page", "--check", str(docs / BENCH_DATA), str(docs)]
+    env = {**clean_env(), "PYTHONDONTWRITEBYTECODE": "1"}
+    return subprocess.run(argv, cwd=TEMPLATE_DIR, env=env, capture_output=True, text=True, timeout=60)
 
 
 def readme_commands() -> list[str]:
@@ -42,13 +82,85 @@ def test_readme_first_screen_has_the_two_commands():
     assert test == ci_test_command(), ".ci/run must run exactly README's test command"
 
 
-def test_readme_shows_a_measured_table_and_its_command():
-    section = README.split("## Measured on this machine\n", 1)[1].split("\n## ", 1)[0]
-    assert "make bench" in section
-    rows = [line for line in section.splitlines() if line.startswith("| ")]
-    patterns = " ".join(rows)
-    for route in ("/async/db-wait", "/sync/db-wait", "/anti/db-wait", "/mixed/report", "/cpu/compute"):
-        assert route in patterns, f"the measured table has no {route} row"
+def test_readmes_are_short_and_the_pattern_table_comes_first(baked):
+    assert len(README.splitlines()) <= README_MAX_LINES
+    for options in LINK_CHECKED_BAKES:
+        readme = (baked(**options) / "README.md").read_text().splitlines()
+        assert len(readme) <= README_MAX_LINES, options
+        table = readme.index("## Which pattern do I copy?")
+        assert table < FIRST_SCREEN_LINES and readme[table + 2].startswith("| work | keyword |"), options
+
+
+def test_readmes_link_the_benchmark_page_and_copy_no_figure():
+    generated = TEMPLATE_DIR / "README.md"
+    assert "(%7B%7Bcookiecutter.project_slug%7D%7D/docs/benchmark.md)" in README
+    assert "(docs/benchmark.md)" in generated.read_text()
+    prose = [ROOT / "README.md", generated, *(path for path in (TEMPLATE_DIR / "docs").glob("*.md"))]
+    copied = {
+        str(path.relative_to(ROOT)): measured_figures(path.read_text())
+        for path in prose
+        if path.name != BENCH_PAGE
+    }
+    assert not {path: found for path, found in copied.items() if found}, (
+        f"figures belong on {BENCH_PAGE} only: {copied}"
+    )
+
+
+def test_a_hand_copied_figure_is_caught():
+    """The negative control: the lines the READMEs held before the page existed."""
+    assert measured_figures("| `routers/cpu.py` | 15.1 jobs/s of 122 ms on 2 processes |")
+    assert measured_figures("upstream: 193 / 376 / 462 req/s at 100 / 200 / 400 in flight")
+    assert measured_figures("- MISSED: the template's trivial route is within 10% of bare FastAPI")
+    assert not measured_figures("`LOOP_STALL_THRESHOLD` (100 ms) is logged once; 40 threads / 0.5 s")
+
+
+def test_benchmark_page_has_every_pattern_row():
+    page = (TEMPLATE_DIR / "docs" / BENCH_PAGE).read_text()
+    rows = " ".join(line for line in page.splitlines() if line.startswith("| "))
+    for route in BENCHMARK_ROUTES:
+        assert f"`GET {route}" in rows or f"`POST {route}" in rows, f"{BENCH_PAGE} has no {route} row"
+
+
+def test_benchmark_page_is_what_its_json_renders(tmp_path):
+    docs = TEMPLATE_DIR / "docs"
+    assert render_check(docs).returncode == 0, render_check(docs).stderr
+    # Negative controls: one figure changed in the JSON, or in the page, is caught.
+    edited = shutil.copytree(docs, tmp_path / "json-edited")
+    data = json.loads((edited / BENCH_DATA).read_text())
+    data["rows"][0]["rps"] *= 2
+    (edited / BENCH_DATA).write_text(json.dumps(data))
+    assert render_check(edited).returncode == 1
+    edited = shutil.copytree(docs, tmp_path / "page-edited")
+    lines = (edited / BENCH_PAGE).read_text().splitlines()
+    first_row = next(number for number, line in enumerate(lines) if line.startswith("| 1 | "))
+    cells = lines[first_row].split(" | ")
+    cells[4] = "9,999"  # #, section, pattern, route, req/s
+    lines[first_row] = " | ".join(cells)
+    (edited / BENCH_PAGE).write_text("\n".join(lines) + "\n")
+    assert render_check(edited).returncode == 1
+
+
+@pytest.mark.parametrize("options", LINK_CHECKED_BAKES, ids=option_id)
+def test_every_link_resolves_in_a_bake(baked, options):
+    project = baked(**options)
+    broken = [
+        f"{path.relative_to(project)}: {target}"
+        for path in sorted(project.rglob("*.md"))
+        if ".venv" not in path.parts
+        for target in broken_links(path)
+    ]
+    assert not broken, broken
+
+
+def test_every_link_of_the_template_readme_resolves():
+    assert not broken_links(ROOT / "README.md")
+
+
+def test_a_broken_link_is_caught(tmp_path):
+    page = tmp_path / "page.md"
+    (tmp_path / "there.md").write_text("")
+    page.write_text("[ok](there.md#a) [web](https://example.com) [top](#b) [gone](docs/gone.md)")
+    assert broken_links(page) == ["docs/gone.md"]
 
 
 def test_ci_script_is_strict():

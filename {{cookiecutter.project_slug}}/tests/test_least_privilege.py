@@ -36,14 +36,7 @@ SCHEMA_CHANGES = [
 
 
 def connect(settings: AdminSettings, user: str, password: str) -> psycopg2.extensions.connection:
-    return psycopg2.connect(
-        host=settings.postgres_host,
-        port=settings.postgres_port,
-        dbname=settings.postgres_db,
-        user=user,
-        password=password or None,
-        connect_timeout=5,
-    )
+    return psycopg2.connect(**settings.psycopg2_connect_args(user, password))
 
 
 @pytest.fixture

@@ -211,7 +211,8 @@ def waited_longer(samples: list, seconds: str) -> float:
 
 
 def test_two_worker_processes_add_up(database, upstream, service_env, log_dir, settings: Settings):
-    service = start_api({**service_env, "UVICORN_WORKERS": "2"}, log_dir, name="api_two_workers")
+    two_workers = {"WEB_CONCURRENCY": "2", "DB_BUDGET_OVERCOMMIT": "true"}  # default pools: 2 x 80
+    service = start_api({**service_env, **two_workers}, log_dir, name="api_two_workers")
     try:
         both_sampled = eventually(
             lambda: value(scrape(service), "threadpool_tokens") == 2 * settings.threadpool_tokens or []

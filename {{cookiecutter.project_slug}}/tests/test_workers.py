@@ -152,3 +152,25 @@ def test_a_graceful_timeout_shorter_than_the_requests_cuts_them(database, upstre
 def test_a_bad_web_concurrency_is_one_line(database, service_env, log_dir, value):
     code, output = run_to_exit({**service_env, "WEB_CONCURRENCY": value}, log_dir, f"api_workers_{value}")
     assert code == 1 and "WEB_CONCURRENCY" in output and "Traceback" not in output, output
+
+
+@pytest.mark.parametrize(
+    ("variables", "arguments"),
+    [({"UVICORN_WORKERS": "2"}, ()), ({}, ("--workers", "2")), ({}, ("--workers=2",))],
+    ids=["UVICORN_WORKERS", "--workers", "--workers="],
+)
+def test_workers_set_behind_the_budget_are_refused_with_one_line(
+    database, service_env, log_dir, variables, arguments
+):
+    """Control: test_a_budget_that_fits_starts, the same two workers asked for by WEB_CONCURRENCY."""
+    env = {**service_env, **SMALL_POOLS, **variables}
+    log_path = log_dir / f"api_unchecked_workers{len(arguments)}.log"
+    service = Service.from_compose("api", env, port=free_port(), log_path=log_path, extra_args=arguments)
+    service.start()
+    try:
+        code, output = service.process.wait(timeout=60), service.output()
+    finally:
+        service.kill()
+    assert code == 1, output
+    refusal = "serve: set WEB_CONCURRENCY for the api workers, not --workers or UVICORN_WORKERS"
+    assert output.strip() == refusal, output

@@ -43,14 +43,7 @@ class ServerLimits:
 
 def read_server_limits(settings: Settings) -> ServerLimits:
     """What the server gives, read as the app role (any role may read these settings)."""
-    connection = psycopg2.connect(
-        host=settings.postgres_host,
-        port=settings.postgres_port,
-        user=settings.postgres_user,
-        password=settings.postgres_password or None,
-        dbname=settings.postgres_db,
-        connect_timeout=max(1, round(settings.db_connect_timeout)),
-    )
+    connection = psycopg2.connect(**settings.psycopg2_connect_args())
     with closing(connection), connection.cursor() as cursor:
         cursor.execute(SERVER_LIMITS)
         return ServerLimits(*cursor.fetchone())

@@ -43,7 +43,7 @@ def make_http_client(settings: Settings) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         transport=UpstreamTransport(limits=limits),
         base_url=settings.upstream_url,
-        timeout=httpx.Timeout(settings.upstream_timeout, connect=settings.db_connect_timeout),
+        timeout=httpx.Timeout(settings.upstream_timeout, connect=settings.upstream_connect_timeout),
     )
 
 
@@ -66,7 +66,7 @@ def fetch_delay_blocking(http: requests.Session, settings: Settings, delay: floa
     """Blocks its thread for the whole call: only from `def` code or through run_in_threadpool."""
     response = http.get(
         f"{settings.upstream_url}/delay/{delay}",
-        timeout=(settings.db_connect_timeout, settings.upstream_timeout),
+        timeout=(settings.upstream_connect_timeout, settings.upstream_timeout),
     )
     response.raise_for_status()
     return UpstreamReply(delay=delay, upstream_status=response.status_code, upstream_body=response.json())

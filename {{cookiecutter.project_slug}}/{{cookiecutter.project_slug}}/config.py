@@ -67,6 +67,9 @@ class Settings(BaseSettings):
 
     upstream_url: str = "http://127.0.0.1:9000"
     upstream_timeout: float = Field(15.0, gt=0, description="seconds before an upstream call gives 504")
+    upstream_connect_timeout: float = Field(
+        2.0, gt=0, description="seconds to open a connection to the upstream (within UPSTREAM_TIMEOUT)"
+    )
     http_max_connections: int = Field(256, ge=1)
 
     process_pool_workers: int = Field(2, ge=1, le=64)
@@ -134,6 +137,25 @@ class Settings(BaseSettings):
             port=self.postgres_port,
             database=self.postgres_db,
         )
+
+    @property
+    def libpq_connect_timeout(self) -> int:
+        """DB_CONNECT_TIMEOUT as libpq (psycopg2) takes it: whole seconds, at least 1 (0 waits forever)."""
+        return max(1, round(self.db_connect_timeout))
+
+    def psycopg2_connect_args(
+        self, user: str | None = None, password: str | None = None, database: str | None = None
+    ) -> dict[str, object]:
+        """`psycopg2.connect(**...)` outside the engines: POSTGRES_DB (or `database`) as the app's role,
+        or as `user` with `password`, as database_url() says it."""
+        return {
+            "host": self.postgres_host,
+            "port": self.postgres_port,
+            "user": user or self.postgres_user,
+            "password": (password if user else self.postgres_password) or None,
+            "dbname": database or self.postgres_db,
+            "connect_timeout": self.libpq_connect_timeout,
+        }
 
 
 class OwnerSettings(Settings):

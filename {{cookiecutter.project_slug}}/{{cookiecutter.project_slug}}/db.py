@@ -4,7 +4,7 @@ Both are created and disposed by the app's lifespan, so an engine never outlives
 the event loop it was made on.
 """
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, event, exc, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import sessionmaker
 
@@ -13,7 +13,7 @@ from .pools import CountedQueuePool, FairAsyncPool
 
 
 def make_async_engine(settings: Settings) -> AsyncEngine:
-    return create_async_engine(
+    engine = create_async_engine(
         settings.database_url("asyncpg"),
         poolclass=FairAsyncPool,  # waiters in arrival order (pools.py)
         pool_size=settings.async_db_pool_size,
@@ -22,6 +22,18 @@ def make_async_engine(settings: Settings) -> AsyncEngine:
         pool_pre_ping=True,
         connect_args={"timeout": settings.db_connect_timeout},
     )
+    event.listen(engine.sync_engine, "do_connect", connect_or_operational_error)
+    return engine
+
+
+def connect_or_operational_error(dialect, connection_record, cargs, cparams):
+    """asyncpg raises a refused or unanswered connect as the builtin ConnectionRefusedError or
+    TimeoutError, which SQLAlchemy passes on as they are; psycopg2's are OperationalErrors. Both
+    drivers raise OperationalError here, so errors.py can tell a database outage by its type."""
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except OSError as error:  # TimeoutError and ConnectionError are OSErrors
+        raise exc.OperationalError("connect", None, error) from error
 
 
 def make_sync_engine(settings: Settings) -> Engine:
@@ -34,7 +46,7 @@ def make_sync_engine(settings: Settings) -> Engine:
         max_overflow=0,
         pool_timeout=settings.db_pool_timeout,
         pool_pre_ping=True,
-        connect_args={"connect_timeout": max(1, round(settings.db_connect_timeout))},
+        connect_args={"connect_timeout": settings.libpq_connect_timeout},
     )
 
 

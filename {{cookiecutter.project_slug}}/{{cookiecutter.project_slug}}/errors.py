@@ -1,7 +1,11 @@
 """Dependency failures become short JSON answers: 503 database, 502/504 upstream. No stack traces.
 Bad input becomes a 422 in FastAPI's documented shape that repeats at most a short prefix of it.
 
-Registered once on the app, so `async def` and `def` routes fail the same way.
+Registered once on the app, so `async def` and `def` routes fail the same way. Each answer is
+chosen by the exception's type, so the type must say what failed: the database is unavailable only
+when SQLAlchemy says so (both engines raise its errors, db.py). A bare TimeoutError or
+ConnectionError names no dependency (an `asyncio.wait_for` that ran out is a TimeoutError): it gets
+504 "timed out" or 503 "service unavailable", never "database unavailable" and never a 500.
 """
 
 import logging
@@ -23,8 +27,6 @@ DATABASE_DOWN = (
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,
     sqlalchemy.exc.TimeoutError,  # pool exhausted for db_pool_timeout seconds
-    ConnectionError,
-    TimeoutError,
 )
 UNAVAILABLE_SQLSTATE_CLASSES = {"08", "53", "57"}
 UPSTREAM_TIMEOUT = (httpx.TimeoutException, requests.Timeout)
@@ -85,7 +87,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     for exc_class in DATABASE_DOWN:
         app.add_exception_handler(exc_class, _answer(503, "database unavailable"))
-    # Timeouts first: they are also HTTPError/RequestException subclasses.
+    # Starlette answers with the handler of the first class in the exception's MRO that has one, so a
+    # timeout (also an HTTPError/RequestException) gets 504 whatever the order here.
     for exc_class in UPSTREAM_TIMEOUT:
         app.add_exception_handler(exc_class, _answer(504, "upstream timed out"))
     for exc_class in UPSTREAM_FAILED:
@@ -96,6 +99,10 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
     app.add_exception_handler(ServiceUnavailable, unavailable)
+    # Some wait ran out or some connection failed, and nothing says which: raise ServiceUnavailable
+    # with its name instead where a route knows it.
+    app.add_exception_handler(TimeoutError, _answer(504, "timed out"))
+    app.add_exception_handler(ConnectionError, _answer(503, "service unavailable"))
 
     async def database_error(request: Request, exc: sqlalchemy.exc.DBAPIError) -> JSONResponse:
         # SQLSTATE classes 08 (connection), 53 (too many clients, out of resources) and 57

@@ -6,8 +6,6 @@ registers how to close it; the exit stack closes them in reverse order on shutdo
 """
 
 import gc
-import importlib
-import pkgutil
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
@@ -17,7 +15,6 @@ from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from . import routers
 from .clients import make_http_client, make_requests_session
 from .config import Settings, get_settings
 from .cpu_pool import CpuPool
@@ -32,6 +29,7 @@ from .metrics import (
     process_pool_sample,
     threadpool_sample,
 )
+from .routers import ROUTERS
 
 
 def close_off_the_loop(resources: AsyncExitStack, close: Callable[[], object]) -> None:
@@ -80,14 +78,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
 
 
-def router_modules() -> list[str]:
-    """Every module in routers/: adding a file adds its routes, deleting one removes them (so a
-    project without Celery simply has no routers/jobs.py). health comes first: routes are matched
-    in order, and the probes are the most frequent requests."""
-    names = sorted(module.name for module in pkgutil.iter_modules(routers.__path__))
-    return sorted(names, key=lambda name: name != "health")
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_format)
@@ -106,9 +96,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.cors_origins:  # off unless configured: no browser origin may call by default
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"])
     install_error_handlers(app)
-    for name in router_modules():
+    for router in ROUTERS:  # routers/__init__.py lists them
         # A router's own lifespan (routers/jobs.py has one) runs inside the app's.
-        app.include_router(importlib.import_module(f"{routers.__name__}.{name}").router)
+        app.include_router(router)
     if settings.observability:
         install_metrics(app)
     # Added last, so outermost: every record of a request, the metrics middleware's included, has its id.

@@ -1,7 +1,7 @@
 """Least privilege: the database and its two roles, made by a superuser before anything else runs.
 
-`python -m {{ cookiecutter.project_slug }}.provision` is the compose `provision` service; `make dev`, the tests and the
-benchmark run the same argv natively. It is idempotent: every run creates what is missing and sets
+`python -m {{ cookiecutter.project_slug }}.provision` is the compose `provision` service, run before migrate and the
+api (`make dev` runs the same argv natively). It is idempotent: every run creates what is missing and sets
 the passwords from the settings again, so a password changed in .env takes effect at the next start.
 (PostgreSQL images also run scripts from /docker-entrypoint-initdb.d, but only on an empty data
 volume: a role added or a password changed later would never arrive.)
@@ -45,14 +45,8 @@ SCHEMA_GRANTS = [
 def admin_connection(settings: AdminSettings, database: str = "postgres") -> psycopg2.extensions.connection:
     """An autocommit superuser connection (CREATE DATABASE refuses to run in a transaction). The
     default `postgres` database always exists, unlike POSTGRES_DB, which this may be about to create."""
-    connection = psycopg2.connect(
-        host=settings.postgres_host,
-        port=settings.postgres_port,
-        user=settings.postgres_admin_user,
-        password=settings.postgres_admin_password or None,
-        dbname=database,
-        connect_timeout=5,
-    )
+    admin = settings.postgres_admin_user, settings.postgres_admin_password
+    connection = psycopg2.connect(**settings.psycopg2_connect_args(*admin, database=database))
     connection.autocommit = True
     return connection
 

@@ -3,7 +3,8 @@
 Before uvicorn forks its workers, this settles how many there are and checks that their database
 pools fit in PostgreSQL's connections (budget.py); then it runs uvicorn's own command line, in this
 process, so every uvicorn flag works as documented and signals reach uvicorn directly.
-- WEB_CONCURRENCY set: that many workers, refused with one line if they do not fit.
+- WEB_CONCURRENCY set: that many workers, refused with one line if they do not fit. It is the one
+  way to set them: `--workers` and UVICORN_WORKERS would reach uvicorn unchecked, so they are refused.
 - unset: one per CPU this container may use, but never more than fit (at least one).
 - DB_BUDGET_OVERCOMMIT=true: start anyway, with the same line as a warning.
 - GRACEFUL_TIMEOUT: on SIGTERM, in-flight requests get this long to finish before workers exit.
@@ -58,7 +59,15 @@ def choose_workers(settings: Settings) -> tuple[int, str]:
     )
 
 
+def refuse_unchecked_workers(argv: list[str]) -> None:
+    """uvicorn reads --workers from the command line and, like every flag, from UVICORN_WORKERS; either
+    wins over WEB_CONCURRENCY, so the workers started would not be the ones the budget counted."""
+    if "UVICORN_WORKERS" in os.environ or any(arg.split("=")[0] == "--workers" for arg in argv):
+        raise SystemExit("serve: set WEB_CONCURRENCY for the api workers, not --workers or UVICORN_WORKERS")
+
+
 def main() -> None:
+    refuse_unchecked_workers(sys.argv[1:])
     settings = load_settings()
     workers, line = choose_workers(settings)
     print(f"serve: {line}", file=sys.stderr, flush=True)

@@ -21,6 +21,7 @@ CELERY_ONLY = [
     f"{SLUG}/worker.py",
     f"{SLUG}/routers/jobs.py",
     "tests/test_jobs.py",
+    "tools/embedded_redis.py",
     "deploy/k8s/worker.yaml",
 ]
 BENCHMARK_ONLY = ["bench", "tests/test_bench.py", "docs/benchmark.md", "docs/benchmark.json"]

@@ -253,7 +253,13 @@ def mentions(project: Path, names: list[str], pattern: str) -> list[str]:
 def test_celery_present_or_gone(bake):
     project, options = bake
     slug = project.name
-    celery_only = [f"{slug}/jobs.py", f"{slug}/worker.py", f"{slug}/routers/jobs.py", "tests/test_jobs.py"]
+    celery_only = [
+        f"{slug}/jobs.py",
+        f"{slug}/worker.py",
+        f"{slug}/routers/jobs.py",
+        "tests/test_jobs.py",
+        "tools/embedded_redis.py",
+    ]
     if options["use_celery"] == "yes":
         assert all((project / relative).is_file() for relative in celery_only)
         assert re.search(r'"celery\[redis\]', (project / "pyproject.toml").read_text())

@@ -28,6 +28,9 @@ from {{ cookiecutter.project_slug }}.config import AdminSettings, Settings, load
 
 from tools.database import drop_database
 from tools.embedded import use_local_servers
+{%- if cookiecutter.use_celery == "yes" %}
+from tools.embedded_redis import isolated_redis_env
+{%- endif %}
 from tools.native import (
     PROJECT_ROOT,
     Service,
@@ -108,8 +111,11 @@ class Stack:
         self.has_worker = "worker" in compose_services()
         upstream_port = free_port()
         use_local_servers(log_dir)  # the configured servers, or embedded ones for this run
-        # The tests' isolation: a database of its own{% if cookiecutter.use_celery == "yes" %} and a Redis database, emptied before and after{% endif %}.
-        self.env = isolated_env("bench", upstream_port{% if cookiecutter.use_celery == "yes" %}, redis_db_number(){% endif %})
+        # The tests' isolation: a database of its own (and a Redis database, emptied before and after).
+        self.env = isolated_env("bench", upstream_port)
+{%- if cookiecutter.use_celery == "yes" %}
+        self.env.update(isolated_redis_env(redis_db_number()))
+{%- endif %}
         # One worker process per server, whatever the CPUs and max_connections: the full-speed rows'
         # ceilings are one process's; the rows about worker processes set their own WEB_CONCURRENCY.
         self.env["WEB_CONCURRENCY"] = "1"

@@ -19,6 +19,9 @@ from {{ cookiecutter.project_slug }}.config import AdminSettings, Settings, load
 from .services import start_api{% if cookiecutter.use_celery == "yes" %}, start_worker{% endif %}
 from tools.database import drop_database
 from tools.embedded import Configured, LocalServers, choose
+{%- if cookiecutter.use_celery == "yes" %}
+from tools.embedded_redis import isolated_redis_env
+{%- endif %}
 from tools.native import Service, free_port, isolated_env, run_once
 
 SERVER_CHOICES = pytest.StashKey[list[Configured]]()
@@ -76,12 +79,11 @@ def upstream_port() -> int:
 def service_env(local_servers: LocalServers, upstream_port: int) -> dict[str, str]:
     """Environment shared by every process of this run. One api worker: the tests count the threads
     and connections of one process (test_workers starts several)."""
+    env = isolated_env("test", upstream_port)
 {%- if cookiecutter.use_celery == "yes" %}
     # Redis database TEST_REDIS_DB (default 15), emptied before and after the run.
-    env = isolated_env("test", upstream_port, os.environ.get("TEST_REDIS_DB", "15"))
+    env.update(isolated_redis_env(os.environ.get("TEST_REDIS_DB", "15")))
     env["JOB_VISIBILITY_TIMEOUT"] = os.environ.get("TEST_JOB_VISIBILITY_TIMEOUT", "8")
-{%- else %}
-    env = isolated_env("test", upstream_port)
 {%- endif %}
     env["WEB_CONCURRENCY"] = "1"
     return env

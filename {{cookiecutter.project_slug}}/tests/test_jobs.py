@@ -22,7 +22,7 @@ import pytest
 import redis
 
 from .services import above_limit_detail, start_api, start_worker
-from tools.embedded import RedisServer
+from tools.embedded_redis import RedisServer
 from tools.native import Service
 
 STATES = {"queued", "started", "succeeded", "failed"}

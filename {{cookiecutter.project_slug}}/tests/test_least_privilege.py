@@ -23,7 +23,7 @@ from {{ cookiecutter.project_slug }}.config import AdminSettings
 from {{ cookiecutter.project_slug }}.provision import admin_connection
 {%- if cookiecutter.use_celery == "yes" %}
 
-from tools.embedded import RedisServer
+from tools.embedded_redis import RedisServer
 {%- endif %}
 
 SCHEMA_CHANGES = [

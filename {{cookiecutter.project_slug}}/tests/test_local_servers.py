@@ -17,8 +17,9 @@ from tools.native import free_port
 
 
 def settings_for(port: int, **changes: str) -> AdminSettings:
-    """Settings with PostgreSQL{% if cookiecutter.use_celery == "yes" %} and Redis{% endif %} on `port` of 127.0.0.1, whatever .env and the environment say."""
-    values = {"postgres_host": "127.0.0.1", "postgres_port": port{% if cookiecutter.use_celery == "yes" %}, "redis_url": f"redis://127.0.0.1:{port}/0"{% endif %}}
+    """Settings with every server on `port` of 127.0.0.1, whatever .env and the environment say (a
+    project without Celery ignores redis_url, as it ignores REDIS_URL)."""
+    values = {"postgres_host": "127.0.0.1", "postgres_port": port, "redis_url": f"redis://127.0.0.1:{port}/0"}
     return AdminSettings(_env_file=None, **{**values, **changes})
 
 

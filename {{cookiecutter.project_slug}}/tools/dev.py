@@ -1,8 +1,9 @@
 """`make dev`: the compose services natively, their output on this terminal, until Ctrl-C.
 
-Uses the configured PostgreSQL{% if cookiecutter.use_celery == "yes" %} and Redis{% endif %} when they answer, else starts embedded ones with
-their data in .local/ (tools/embedded.py, one line says so). Runs the compose `provision` command
-(the database and its roles), then `migrate`, then starts upstream{% if cookiecutter.use_celery == "yes" %}, worker{% endif %} and api with their compose argv.
+Uses the configured servers (PostgreSQL, and Redis with Celery) when they answer, else starts
+embedded ones with their data in .local/ (tools/embedded.py, one line says so). Runs the compose
+`provision` command (the database and its roles), then `migrate`, then starts the long-running
+services (upstream, the Celery worker if there is one, api) with their compose argv.
 API_PORT and UPSTREAM_PORT move the services off their compose ports. Ctrl-C, SIGTERM or SIGHUP
 stops every process it started, embedded servers included.
 """

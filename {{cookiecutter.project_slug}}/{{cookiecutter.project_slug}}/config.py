@@ -15,9 +15,6 @@ against PostgreSQL's max_connections before the workers start.
 | HTTP_MAX_CONNECTIONS | a socket of the shared httpx.AsyncClient                | `async def` + upstream |
 | (requests pool)      | sized to THREADPOOL_TOKENS: one connection per thread   | (the tokens bind first)|
 | PROCESS_POOL_WORKERS | a CPU job computing in the web process                  | /cpu/compute           |
-{%- if cookiecutter.use_celery == "yes" %}
-| WORKER_CONCURRENCY   | a Celery job computing, per worker process              | /cpu/jobs              |
-{%- endif %}
 
 What this means for the two keywords:
 - Waiting on an upstream: a `def` route holds a thread (40 by default; each costs memory and
@@ -101,7 +98,9 @@ class Settings(BaseSettings):
     job_queue: str = Field(
         "celery", min_length=1, description="the Redis list jobs wait in: one per deployment sharing a Redis"
     )
-    worker_concurrency: int = Field(2, ge=1, le=64)
+    worker_concurrency: int = Field(
+        2, ge=1, le=64, description="Celery jobs computing at once per worker process: binds /cpu/jobs"
+    )
 {%- endif %}
 
     @field_validator("cors_origins", mode="before")

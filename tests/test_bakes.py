@@ -13,9 +13,13 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 from cookiecutter.environment import StrictEnvironment
+from packaging import tags
+from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from . import dockerfile
 from .conftest import DEFAULTS, ROOT, clean_env, tool
@@ -346,7 +350,7 @@ def test_worker_scales_out(bake):
     if options["use_celery"] == "yes":
         assert scale_blockers(services["worker"]) == []
     # Control: the api publishes a fixed host port, so it cannot be scaled this way.
-    assert scale_blockers(services["api"]) == ["host port 127.0.0.1:8000:8000"]
+    assert scale_blockers(services["api"]) == ["host port 127.0.0.1:${API_PUBLISHED_PORT:-8000}:8000"]
 
 
 def lock_check(project: Path) -> subprocess.CompletedProcess:
@@ -430,3 +434,106 @@ def test_api_argv_mismatch_is_caught(baked):
     assert not api_argv_mismatches(text, api)
     assert api_argv_mismatches(text.replace('"5"]', '"5", "--host", "0.0.0.0"]'), api)
     assert api_argv_mismatches(text.replace("UVICORN_PORT=8000", "UVICORN_PORT=8080"), api)
+
+
+# Where each major keeps its data in the official image: 18 moved it (docker-library/postgres#1259),
+# and refuses to start with a volume at the old place. The hook reads the major as the compose file does.
+def postgres_data(tag: str) -> str:
+    return "/var/lib/postgresql" if int(re.match(r"\d+", tag)[0]) >= 18 else "/var/lib/postgresql/data"
+
+
+def test_postgres_volume_where_the_major_keeps_its_data(bake):
+    project, options = bake
+    volumes = compose(project)["services"]["postgres"]["volumes"]
+    assert volumes == [f"postgres-data:{postgres_data(options['postgres_version'])}"]
+
+
+@pytest.mark.parametrize("tag", ["18.1-alpine", "17"])
+def test_postgres_major_read_from_any_tag_form(tag, baked):
+    volumes = compose(baked(postgres_version=tag))["services"]["postgres"]["volumes"]
+    assert volumes == [f"postgres-data:{postgres_data(tag)}"]
+
+
+# The official python:X-slim images: Debian, glibc, x86_64 and aarch64. Their glibc (2.36 and later)
+# takes any manylinux wheel up to manylinux_2_36.
+IMAGE_ARCHES = ("x86_64", "aarch64")
+IMAGE_MARKERS = {"sys_platform": "linux", "platform_system": "Linux", "os_name": "posix",
+                 "implementation_name": "cpython", "platform_python_implementation": "CPython"}  # fmt: skip
+MANYLINUX_NEWEST = 36
+
+
+def manylinux_platforms(arch: str) -> list[str]:
+    legacy = {"manylinux2014": 17} | ({"manylinux2010": 12, "manylinux1": 5} if arch == "x86_64" else {})
+    modern = [f"manylinux_2_{minor}_{arch}" for minor in range(MANYLINUX_NEWEST, 4, -1)]
+    return modern + [f"{name}_{arch}" for name in legacy]
+
+
+def image_tags(python: str, arch: str) -> set[tags.Tag]:
+    """The wheel tags pip or uv installs on the image's CPython on this architecture."""
+    version = tuple(int(part) for part in python.split("."))
+    platforms = manylinux_platforms(arch)
+    interpreter = f"cp{version[0]}{version[1]}"
+    return set(tags.cpython_tags(version, [interpreter], platforms)) | set(
+        tags.compatible_tags(version, interpreter, platforms)
+    )
+
+
+def image_requirements(project: Path) -> list[Requirement]:
+    """What the Dockerfile's `uv sync --locked --no-dev` installs: the locked runtime dependencies."""
+    argv = [tool("uv"), "export", "--frozen", "--offline", "--no-dev", "--no-emit-project", "--no-hashes",
+            "--no-header", "--no-annotate"]  # fmt: skip
+    result = run(argv, project)
+    assert result.returncode == 0, result.stderr
+    return [Requirement(line) for line in result.stdout.splitlines() if line.strip() and line[0] != "#"]
+
+
+def wheel_names(package: dict) -> list[str]:
+    return [wheel["url"].rsplit("/", 1)[1] for wheel in package.get("wheels", [])]
+
+
+def wheel_gaps(project: Path, python: str) -> list[str]:
+    """Each package the image would install with no wheel for its Python on an architecture: the slim
+    image has no compiler, so `docker build` would fail there. Empty when every one has a wheel."""
+    wheels = {
+        (package["name"], package["version"]): wheel_names(package)
+        for package in tomllib.loads((project / "uv.lock").read_text())["package"]
+    }
+    gaps = []
+    for arch in IMAGE_ARCHES:
+        supported = image_tags(python, arch)
+        environment = {**IMAGE_MARKERS, "python_version": python, "python_full_version": f"{python}.0",
+                       "platform_machine": arch}  # fmt: skip
+        for requirement in image_requirements(project):
+            if requirement.marker and not requirement.marker.evaluate(environment):
+                continue
+            [version] = [spec.version for spec in requirement.specifier]
+            files = wheels[(canonicalize_name(requirement.name), version)]
+            if not any(supported & parse_wheel_filename(name)[3] for name in files):
+                gaps.append(
+                    f"{requirement.name} {version}: no wheel for cp{python.replace('.', '')} on {arch}"
+                )
+    return gaps
+
+
+def test_every_image_package_has_a_wheel(bake):
+    project, options = bake
+    gaps = wheel_gaps(project, options["python_version"])
+    assert not gaps, gaps
+
+
+def test_missing_wheel_is_caught(baked, tmp_path):
+    """The check above on a lock whose compiled package lost its wheels for the image's Python."""
+    project = shutil.copytree(baked(), tmp_path / "no-wheel", ignore=shutil.ignore_patterns(".venv"))
+    python = DEFAULTS["python_version"]
+    assert not wheel_gaps(project, python)
+    lock = project / "uv.lock"
+    tag = f"-cp{python.replace('.', '')}-"
+    kept = [
+        line
+        for line in lock.read_text().splitlines(keepends=True)
+        if not ("pydantic_core" in line and tag in line)
+    ]
+    lock.write_text("".join(kept))
+    gaps = wheel_gaps(project, python)
+    assert gaps and all(gap.startswith("pydantic-core ") for gap in gaps), gaps
+    assert {gap.rsplit(" ", 1)[1] for gap in gaps} == set(IMAGE_ARCHES)

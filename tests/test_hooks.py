@@ -87,6 +87,18 @@ def test_bad_image_tag_refused(answer, tmp_path, cookiecutter_config):
     assert lines[0].startswith(f"ERROR: {answer.split('=')[0]} ") and "Docker image tag" in lines[0]
 
 
+@pytest.mark.parametrize("tag", ["latest", "alpine", "18beta1"])
+def test_postgres_tag_without_a_major_refused(tag, tmp_path, cookiecutter_config):
+    """The major decides where compose mounts the data volume: a tag that hides it is refused."""
+    result = cookiecutter_cli(tmp_path / "out", cookiecutter_config, f"postgres_version={tag}")
+    assert result.returncode != 0
+    assert list((tmp_path / "out").iterdir()) == []
+    lines = error_lines(result)
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"ERROR: postgres_version {tag!r} names no major version"), lines[0]
+    assert "try '18'" in lines[0], lines[0]
+
+
 @pytest.mark.parametrize(
     "answer", ['project_name=The "Best" Service', "description=ends with a backslash \\", 'author=A "B" C']
 )

@@ -228,10 +228,19 @@ def test_dockerfile_passes_hadolint(bake):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_ruff_targets_the_python_version(bake):
-    project, options = bake
-    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
-    assert pyproject["tool"]["ruff"]["target-version"] == "py" + options["python_version"].replace(".", "")
+def test_ruff_targets_the_oldest_python_the_project_runs_on(bake):
+    """Native venvs run on any Python requires-python allows, not only the image's: ruff must not
+    take the image's newer version as its target (it would rewrite code the oldest cannot run)."""
+    project, _ = bake
+    assert ruff_target(project) == "3.11"
+    assert ruff_target(project, "--target-version", "py314") == "3.14"  # the control: a target set is seen
+
+
+def ruff_target(project: Path, *options: str) -> str:
+    result = run([tool("ruff"), "check", "--show-settings", *options, "pyproject.toml"], project)
+    assert result.returncode == 0, result.stderr
+    [target] = re.findall(r"^linter\.unresolved_target_version = (\S+)$", result.stdout, re.MULTILINE)
+    return target
 
 
 def test_env_file_is_private_and_ignored(bake):

@@ -2,8 +2,8 @@
 
 from dataclasses import replace
 
-from . import loadgen
-from .results import LagSummary, Measured, Overhead, Report
+from . import fifo, loadgen, scenarios
+from .results import LagSummary, Measured, OpenLoop, Overhead, Report
 from .sampler import Peak
 from .scenarios import Row
 
@@ -36,6 +36,27 @@ def ceiling_of(
     return None, None
 
 
+def fifo_prediction(row: Row, load: loadgen.LoadResult) -> list[int] | None:
+    """DB rows: the 503s a first-come-first-served pool would give this row's load (fifo.py)."""
+    connections = min((v for name, v in row.limits.items() if name != scenarios.CLIENTS), default=None)
+    if row.pool_timeout is None or connections is None:
+        return None
+    predicted = fifo.predicted_range(row.concurrency, connections, load.rps, row.pool_timeout, row.requests)
+    return list(predicted) if predicted else None
+
+
+def open_loop(rate: float, load: loadgen.LoadResult, lag: LagSummary) -> OpenLoop:
+    return OpenLoop(
+        rate_rps=round(rate, 3),
+        rps=round(load.rps, 3),
+        completed=load.completed,
+        errors=load.errors,
+        most_in_flight=load.concurrency,
+        p99_ms=_ms(load.percentile(99)),
+        lag=lag,
+    )
+
+
 def measured(
     row: Row,
     load: loadgen.LoadResult,
@@ -44,6 +65,7 @@ def measured(
     machine_busy: float,
     peak: Peak,
     budget: str | None = None,
+    open_loop: OpenLoop | None = None,
 ) -> Measured:
     server_cpu = sum(server_cpu_by_process.values()) if server_cpu_by_process is not None else None
     ceiling_rps, binding = ceiling_of(row, load, server_cpu)
@@ -78,6 +100,9 @@ def measured(
         server_threads=peak.threads,
         server_processes=peak.processes,
         server_budget=budget,
+        slowest_ms=_ms(load.percentile(100)),
+        fifo_503=fifo_prediction(row, load),
+        open_loop=open_loop,
         twins=list(row.twins),
     )
 

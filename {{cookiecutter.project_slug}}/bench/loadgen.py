@@ -92,6 +92,10 @@ class Connection:
         return status, payload
 
 
+# What a failed operation may raise: counted by kind, and its connection reopened.
+FAILURES = (OSError, HTTPError, asyncio.IncompleteReadError, ValueError, KeyError)
+
+
 async def read_chunked(reader: asyncio.StreamReader) -> bytes:
     """A chunked body: each chunk is its size in hex, CRLF, the bytes, CRLF; size 0 ends the body."""
     parts = []
@@ -174,6 +178,10 @@ class LoadResult:
         return percentile(self.latencies + self.censored, p)
 
 
+def record_failure(result: LoadResult, failure: str) -> None:
+    result.errors_by_kind[failure] = result.errors_by_kind.get(failure, 0) + 1
+
+
 def percentile(values: list[float], p: float) -> float | None:
     if not values:
         return None
@@ -219,7 +227,7 @@ async def run_load(
             in_flight[slot] = started
             try:
                 failure = await operation(connection, index)
-            except (OSError, HTTPError, asyncio.IncompleteReadError, ValueError, KeyError) as error:
+            except FAILURES as error:
                 failure = type(error).__name__
                 connection.close()
             finished = time.perf_counter()
@@ -228,7 +236,7 @@ async def run_load(
             if failure is None:
                 result.latencies.append(finished - started)
             else:
-                result.errors_by_kind[failure] = result.errors_by_kind.get(failure, 0) + 1
+                record_failure(result, failure)
 
     cpu_before = time.process_time()
     start = time.perf_counter()

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from . import report
-from .results import LagSummary, Measured, Overhead, Report, Target
+from .results import LagSummary, Measured, OpenLoop, Overhead, Report, Target
 from .scenarios import Config, Limits
 
 PAGE = "benchmark.md"
@@ -28,6 +28,18 @@ it rewrites this page and its JSON. What each setting means: `config.py`.
 """
 
 
+def nested(row: dict) -> dict:
+    """A row's dataclasses inside it, from their dicts."""
+    open_loop = row.get("open_loop")
+    if open_loop:
+        open_loop = OpenLoop(**{**open_loop, "lag": lag(open_loop["lag"])})
+    return {"lag": lag(row["lag"]), "open_loop": open_loop}
+
+
+def lag(summary: dict | None) -> LagSummary | None:
+    return LagSummary(**summary) if summary else None
+
+
 def load(data: dict) -> Report:
     """The Report a run wrote, back from its JSON (`dataclasses.asdict` on the way out)."""
     fields = dict(data)
@@ -35,9 +47,7 @@ def load(data: dict) -> Report:
     fields["limits"] = Limits(**data["limits"])
     fields["overhead"] = Overhead(**data["overhead"])
     fields["targets"] = [Target(**target) for target in data["targets"]]
-    fields["rows"] = [
-        Measured(**{**row, "lag": LagSummary(**row["lag"]) if row["lag"] else None}) for row in data["rows"]
-    ]
+    fields["rows"] = [Measured(**{**row, **nested(row)}) for row in data["rows"]]
     return Report(**fields)
 
 

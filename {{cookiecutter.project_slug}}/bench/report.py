@@ -115,7 +115,20 @@ def _rps(row: Measured) -> str:
 
 def _errors(row: Measured) -> str:
     kinds = ", ".join(f"{kind}: {count}" for kind, count in row.errors_by_kind.items())
-    return f"{row.errors} ({kinds})" if row.errors else "0"
+    text = f"{row.errors} ({kinds})" if row.errors else "0"
+    if row.fifo_503:
+        low, high = row.fifo_503
+        text += f"; FIFO predicts {low}" + (f"-{high}" if high != low else "")
+    return text
+
+
+def _open_loop(row: Measured) -> str:
+    run = row.open_loop
+    if run is None:
+        return "—"
+    lag = _num(run.lag.p99_ms) if run.lag else "—"
+    errors = f", {run.errors} errors" if run.errors else ""
+    return f"{lag} at {_num(run.rate_rps)} req/s{errors}"
 
 
 def _bound(row: Measured, value: float | None) -> str:
@@ -136,8 +149,10 @@ COMMON_COLUMNS = [
     ("measured / ceiling", "---:", lambda r: f"{r.ratio:.0%}" if r.ratio is not None else "—"),
     ("p50 ms", "---:", lambda r: _bound(r, r.p50_ms)),
     ("p99 ms", "---:", lambda r: _bound(r, r.p99_ms)),
+    ("slowest ms", "---:", lambda r: _bound(r, r.slowest_ms)),
     ("errors", "---:", _errors),
     ("loop lag p99 / max ms", "---:", _lag),
+    (f"open loop at {scenarios.OPEN_LOOP_SHARE:.0%}: lag p99 ms", "---:", _open_loop),
 ]
 MAIN_COLUMNS = [
     ("#", "---", str),
@@ -162,6 +177,11 @@ LEGEND = (
     "rows: as many cores as the smaller of WEB_CONCURRENCY and the CPUs, at the CPU of all its processes. "
     "Loop lag = latency of `GET /health/live` sent every {probe_ms:g} ms from another process during the "
     "row. "
+    "Open loop: the correct wait rows at the articles' load are run again with their requests arriving "
+    "at Poisson times at 80% of the ceiling, as independent clients arrive, rather than in closed-loop "
+    "waves. "
+    "FIFO predicts: the 503s a first-come-first-served pool gives the same load, with each connection "
+    "held connections / req/s seconds (bench/fifo.py; a range, for holds 2% shorter and longer). "
     "≥: the row was cut, unfinished requests count with their age then. "
     "Every process here (servers, workers, PostgreSQL, the load generator) shares the machine's CPUs: "
     "`machine_cpu_busy` in the JSON says how busy they were during each row."

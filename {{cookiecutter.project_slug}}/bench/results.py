@@ -18,6 +18,19 @@ class LagSummary:
 
 
 @dataclass
+class OpenLoop:
+    """A wait row's requests again, arriving at Poisson times at OPEN_LOOP_SHARE of its ceiling."""
+
+    rate_rps: float  # the arrival rate asked
+    rps: float
+    completed: int
+    errors: int
+    most_in_flight: int
+    p99_ms: float | None
+    lag: LagSummary | None
+
+
+@dataclass
 class Measured:
     """One row: what was asked, what came back, and the ceiling it is judged against."""
 
@@ -64,6 +77,9 @@ class Measured:
     slower_than_twins: float | None = None
     rounds_rps: list[float] = field(default_factory=list)  # overhead rows: every round's req/s
     server_cpu_us_per_request: float | None = None  # overhead rows: over all rounds
+    slowest_ms: float | None = None
+    fifo_503: list[int] | None = None  # DB rows: the fewest and most 503s FIFO predicts (fifo.py)
+    open_loop: OpenLoop | None = None
 
 
 @dataclass

@@ -20,9 +20,9 @@ from {{ cookiecutter.project_slug }}.config import AdminSettings, Settings, load
 from {{ cookiecutter.project_slug }}.primes import count_primes
 from {{ cookiecutter.project_slug }}.provision import admin_connection
 
-from . import figures, loadgen, scenarios, targets
+from . import figures, loadgen, openloop, scenarios, targets
 from .probe import LagProbe
-from .results import Measured, Overhead, Report
+from .results import Measured, OpenLoop, Overhead, Report
 from .sampler import PeakSampler, cpu_seconds_by_process, cpu_spent, machine_cpu_times
 from .scenarios import Config, Limits, Row
 from .stack import Stack
@@ -51,7 +51,7 @@ def calibrate_cpu_job(n: int) -> float:
 
 SETTINGS_LIMITS = (
     "threadpool_tokens", "sync_db_pool_size", "async_db_pool_size",
-    "http_max_connections", "process_pool_workers",
+    "http_max_connections", "process_pool_workers", "db_pool_timeout",
 )  # fmt: skip
 
 
@@ -168,7 +168,17 @@ class Bench:
         server_cpu = cpu_spent(cpu_before, cpu_after)
         machine_busy = (busy_after - busy_before) / (total_after - total_before or 1)
         budget = self.stack.budgets.get(row.server)
-        return figures.measured(row, load, lag, server_cpu, machine_busy, peak, budget)
+        open_loop = self._open_loop(row, port, probe_path) if row.open_loop and probe_path else None
+        return figures.measured(row, load, lag, server_cpu, machine_busy, peak, budget, open_loop)
+
+    def _open_loop(self, row: Row, port: int, probe_path: str) -> OpenLoop:
+        """The row's requests again, arriving open-loop at OPEN_LOOP_SHARE of its ceiling."""
+        rate = row.open_loop_rate
+        self.probe.path = probe_path
+        self.probe.start(port)
+        load = openloop.run_open_loop("127.0.0.1", port, row.operation, rate, row.requests, row.max_seconds)
+        result = loadgen.run(load)
+        return figures.open_loop(rate, result, self.probe.stop().summary())
 
 
 def run_all(config: Config, stack: Stack, progress: Progress) -> Report:

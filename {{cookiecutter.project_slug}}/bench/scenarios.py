@@ -27,6 +27,7 @@ WORKER_PROCESSES = "worker processes"
 CORRECT = "correct"
 ANTI = "anti-pattern"
 REFERENCE = "reference"
+OPEN_LOOP_SHARE = 0.8  # of a wait row's ceiling: the arrival rate of its open-loop run
 
 # Limit names, as the table prints them.
 CLIENTS = "concurrency"
@@ -81,6 +82,7 @@ class Limits:
     worker_concurrency: int | None
     cpus: int
     cpu_job_seconds: float  # calibrated: count_primes(cpu_n) in this process
+    db_pool_timeout: float | None = None  # (None in the JSON of runs before it was recorded)
 
     def by_name(self, concurrency: int) -> dict[str, int | None]:
         return {
@@ -133,6 +135,8 @@ class Row:
     # keep the run's PostgreSQL connections near one pool at a time (max_connections is often 100).
     restart_before: tuple[str, ...] = ()
     ramp: float = 0.0  # seconds between connections opened during the load (loadgen.run_load); 0: all first
+    pool_timeout: float | None = None  # DB rows: DB_POOL_TIMEOUT, for the 503s FIFO predicts (fifo.py)
+    open_loop: bool = False  # also run open-loop at OPEN_LOOP_SHARE of the ceiling (bench/openloop.py)
     note: str = ""
 
     @property
@@ -143,6 +147,11 @@ class Row:
         if self.kind == "full":
             return min(self.requests, 200)
         return self.concurrency
+
+    @property
+    def open_loop_rate(self) -> float:
+        ceiling = self.ceiling()
+        return OPEN_LOOP_SHARE * ceiling[0] if ceiling else 0.0
 
     def ceiling(self) -> tuple[float, str] | None:
         """(requests/s, which limit binds) for wait and cpu rows; full-speed rows are measured."""
@@ -233,7 +242,11 @@ class Builder:
         )
 
     def wait_row(self, spec: Spec, section: str, requests: int, concurrency: int, **extra) -> Row:
-        return self.row(spec, section, "wait", requests, concurrency, wait=self.config.wait, **extra)
+        # Correct rows at the articles' load also measure loop lag under open-loop arrivals.
+        open_loop = spec.pattern == CORRECT and concurrency == self.config.concurrency
+        return self.row(
+            spec, section, "wait", requests, concurrency, wait=self.config.wait, open_loop=open_loop, **extra
+        )
 
 
 def build_rows(config: Config, limits: Limits, has_celery: bool, item_ids: list[int]) -> list[Row]:
@@ -270,6 +283,7 @@ def sweep_row(build: Builder, spec: Spec, level: int) -> Row:
         extra["limit_values"] = {TOKENS: level, REQUESTS_POOL: level}
     if spec.key.startswith("db."):
         extra["restart_before"] = ("api",)  # one pool's connections at a time (see Row)
+        extra["pool_timeout"] = build.limits.db_pool_timeout
     return build.wait_row(spec, SWEEP, build.config.waves * level, level, **extra)
 
 

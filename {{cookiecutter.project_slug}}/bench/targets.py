@@ -6,7 +6,7 @@ They are judged for the default settings on the machine at hand; quick runs prin
 from collections.abc import Callable
 
 from .results import Measured, Report, Target
-from .scenarios import ANTI, CORRECT, WORKER_COUNTS, WORKERS
+from .scenarios import ANTI, CORRECT, OPEN_LOOP_SHARE, WORKER_COUNTS, WORKERS
 
 CEILING_TARGET = 0.9  # correct wait rows at the articles' load
 ASYNC_HTTP_TARGET = 0.85  # async + httpx at twice the articles' load
@@ -16,6 +16,8 @@ LAG_TARGET_MS = 10.0
 HTTP_LAG_TARGET_MS = 20.0  # rows that also parse an upstream's answer on the loop
 ASYNC_HTTP_LAG_TARGET_MS = 30.0
 OVERHEAD_TARGET = 0.9
+DB_SLOWEST_TARGET = 1.25  # async + asyncpg's slowest request over the def + psycopg2 twin's
+OPEN_LOOP_LAG_TARGET_MS = 20.0
 OBSERVABILITY_COST_TARGET = 0.05  # the watchdog and metrics: extra server CPU per request
 # 2 api worker processes over 1 on 2 CPUs: not 2x, because PostgreSQL and the load generator need
 # CPU from the same cores for every request.
@@ -30,6 +32,10 @@ Check = Callable[[Measured], str | None]  # None when the row meets the target, 
 
 
 def evaluate(report: Report) -> list[Target]:
+    return [*wait_targets(report), *db_targets(report), *other_targets(report)]
+
+
+def wait_targets(report: Report) -> list[Target]:
     config = report.config
     at_load = [r for r in report.rows if r.concurrency == config.concurrency and r.pattern == CORRECT]
     waits = [r for r in at_load if r.kind == "wait"]
@@ -65,6 +71,36 @@ def evaluate(report: Report) -> list[Target]:
             lag_by_kind,
         ),
         judge(
+            f"open-loop loop lag p99 < {OPEN_LOOP_LAG_TARGET_MS:g} ms on every correct wait row at "
+            f"{OPEN_LOOP_SHARE:.0%} of its ceiling",
+            [r for r in report.rows if r.open_loop],
+            open_loop_lag,
+        ),
+    ]
+
+
+def db_targets(report: Report) -> list[Target]:
+    config = report.config
+    double = 2 * config.concurrency
+    fair_levels = {f"db.async@{level}" for level in (config.concurrency, double)}
+    return [
+        judge(
+            f"async + asyncpg at {config.concurrency} and {double} in flight: no 503, slowest request "
+            f"<= {DB_SLOWEST_TARGET:g}x the def + psycopg2 twin's",
+            [r for r in report.rows if r.key in fair_levels],
+            db_fair(report),
+        ),
+        judge(
+            f"async + asyncpg past {double} in flight: no more 503s than FIFO predicts past DB_POOL_TIMEOUT",
+            [r for r in report.rows if r.key.startswith("db.async@") and r.concurrency > double],
+            fifo_bound,
+        ),
+    ]
+
+
+def other_targets(report: Report) -> list[Target]:
+    return [
+        judge(
             f"anti-patterns are >= {COLLAPSE_TARGET:g}x slower than their best correct twin",
             [r for r in report.rows if r.pattern == ANTI and r.kind == "wait"],
             not_collapsed,
@@ -93,6 +129,45 @@ def evaluate(report: Report) -> list[Target]:
             client_bound(report),
         ),
     ]
+
+
+def db_fair(report: Report) -> Check:
+    def check(r: Measured) -> str | None:
+        twin = report.row(r.key.replace("db.async@", "db.sync@"))
+        if twin is None or not twin.slowest_ms:
+            return f"{r.key}: no def + psycopg2 twin measured"
+        misses = [f"{r.errors} errors {r.errors_by_kind}"] if r.errors else []
+        times = (r.slowest_ms or 0) / twin.slowest_ms
+        if times > DB_SLOWEST_TARGET:
+            misses.append(f"slowest {r.slowest_ms:g} ms, {times:.2f}x the twin's {twin.slowest_ms:g} ms")
+        return f"at {r.concurrency} in flight: {'; '.join(misses)}" if misses else None
+
+    return check
+
+
+def fifo_bound(r: Measured) -> str | None:
+    if r.fifo_503 is None:
+        return f"{r.key}: no FIFO prediction (nothing served)"
+    refused = r.errors_by_kind.get("503", 0)
+    others = {kind: count for kind, count in r.errors_by_kind.items() if kind != "503"}
+    low, high = r.fifo_503
+    if refused <= high and not others:
+        return None
+    return f"at {r.concurrency} in flight: {refused} 503s where FIFO predicts {low}-{high}" + (
+        f", and other errors {others}" if others else ""
+    )
+
+
+def open_loop_lag(r: Measured) -> str | None:
+    run = r.open_loop
+    p99 = run.lag.p99_ms if run and run.lag else None
+    if run is None or (p99 is not None and p99 < OPEN_LOOP_LAG_TARGET_MS):
+        return None
+    errors = f", {run.errors} errors" if run.errors else ""
+    return (
+        f"{r.route} at {run.rate_rps:g} req/s open loop: lag p99 {p99} ms (served {run.rps:g} req/s, "
+        f"at most {run.most_in_flight} in flight{errors})"
+    )
 
 
 def judge(name: str, checked: list[Measured], check: Check) -> Target:

@@ -27,9 +27,12 @@ from .conftest import clean_env
 pytestmark = pytest.mark.slow
 
 PACKAGE = "theirapp"
+START_SECONDS = 90  # wide: on a loaded 2-core machine a cold uvicorn import takes seconds
 REDIS_DB = os.environ.get("TEST_REDIS_DB", "15")
 SECTION = re.compile(r"^## (.+?)\n(.*?)(?=^## |\Z)", re.MULTILINE | re.DOTALL)
 BLOCK = re.compile(r"^```(\w+) (\S+)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+SETTINGS = re.compile(r"^Settings?: (.*?)\n\n", re.MULTILINE | re.DOTALL)
+SETTING_NAME = re.compile(r"`([A-Z][A-Z0-9_]+)`")
 # A route that blocks the loop, added to the watchdog's build: the watchdog must report its line,
 # and the loop guard must fail on it.
 BLOCKING_ROUTE = """
@@ -46,6 +49,7 @@ class Recipe:
     title: str
     files: list[str]  # relative to the bake; the slug's folder stands for the user's package
     blocks: dict[str, str] = field(default_factory=dict)  # target path -> code to add to it
+    settings: list[str] = field(default_factory=list)  # the environment variables it names
 
 
 def recipes(copying: str, slug: str) -> dict[str, Recipe]:
@@ -56,7 +60,8 @@ def recipes(copying: str, slug: str) -> dict[str, Recipe]:
         if "files" not in blocks:
             continue
         files = blocks.pop("files").split()
-        found[files[0].removeprefix(f"{slug}/")] = Recipe(title, files, blocks)
+        settings = [name for text in SETTINGS.findall(body) for name in SETTING_NAME.findall(text)]
+        found[files[0].removeprefix(f"{slug}/")] = Recipe(title, files, blocks, settings)
     return found
 
 
@@ -155,7 +160,7 @@ def start(python: Path, argv: list[str], cwd: Path, env: dict[str, str], log: Pa
         url,
         log,
     )
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + START_SECONDS
     while url and time.monotonic() < deadline:
         if server.process.poll() is not None:
             break
@@ -225,6 +230,8 @@ def stack(bake_into, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack
         "Base.metadata.create_all(create_engine(Settings().database_url('psycopg2')))"
     )
     bake_python(bake, create_tables, env)
+    flush_redis = f"import redis; redis.Redis.from_url({settings['REDIS_URL']!r}).flushdb()"
+    bake_python(bake, flush_redis, env)  # this run's Redis database (TEST_REDIS_DB), empty
     python = bake / ".venv" / "bin" / "python"
     argv = ["uvicorn", f"{slug}.upstream_stub:app", "--port", str(upstream_port)]
     upstream = start(python, argv, bake, env, bake / "upstream.log", settings["UPSTREAM_URL"])
@@ -233,6 +240,7 @@ def stack(bake_into, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack
         yield Stack(bake, python, env, recipes(copying, slug))
     finally:
         upstream.stop()
+        bake_python(bake, flush_redis, env)  # jobs the guard submitted and no worker ran
         bake_python(bake, admin + f"cur.execute('DROP DATABASE IF EXISTS {name} WITH (FORCE)'); "
                     f"cur.execute('DROP ROLE IF EXISTS {name}')", clean_env())  # fmt: skip
 
@@ -274,7 +282,7 @@ def check_cpu(url: str) -> None:
 def check_jobs(url: str) -> None:
     status, job = http("POST", f"{url}/cpu/jobs", {"n": 1000})
     assert status == 202, job
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + START_SECONDS  # the worker may still be starting
     while job["state"] != "succeeded" and time.monotonic() < deadline:
         time.sleep(0.2)
         job = http("GET", f"{url}/cpu/jobs/{job['id']}")[1]
@@ -290,10 +298,7 @@ CHECKS = {
 }
 WATCHDOG = "watchdog.py"
 LOOP_GUARD = "tests/loop_guard.py"
-
-
-def every_pattern() -> list[str]:
-    return [*CHECKS, WATCHDOG]
+PATTERNS = [*CHECKS, WATCHDOG]  # each built with the loop guard
 
 
 def run_loop_guard(stack: Stack, folder: Path, url: str) -> subprocess.CompletedProcess:
@@ -302,37 +307,44 @@ def run_loop_guard(stack: Stack, folder: Path, url: str) -> subprocess.Completed
     return subprocess.run(argv, cwd=folder, env=env, capture_output=True, text=True, timeout=180)
 
 
-def assert_every_file_is_needed(stack: Stack, parts: list[Recipe], root: Path, entries: list[str]) -> None:
-    """The build imports, with every listed file; each listed file dropped is the module it misses."""
+def parts_of(stack: Stack, pattern: str) -> list[Recipe]:
+    """What a user copies for one pattern: its section, and the loop guard's to prove it."""
+    return [stack.recipes[pattern], stack.recipes[LOOP_GUARD]]
+
+
+def entry_points(pattern: str, package: str, tests: str) -> list[str]:
+    """The modules a run imports first: the app, the guard's test (and the Celery worker's app)."""
+    entries = [f"{package}.main", f"{tests}.test_loop_guard"]
+    return [f"{package}.worker", *entries] if pattern == "routers/jobs.py" else entries
+
+
+def test_every_listed_file_is_needed_and_enough(stack, tmp_path):
+    """Each pattern's build imports with every listed file and nothing else; with any one of them
+    dropped, the module missing is that file. One interpreter for every trial: each trial's folder
+    has packages of its own names."""
     slug = stack.bake.name
-    trials = []
-    listed = [path for recipe in parts for path in recipe.files]
-    for number, drop in enumerate(["", *listed]):
-        package, tests = f"{PACKAGE}{number}", f"tests{number}"
-        folder = build(stack.bake, parts, root / f"trial{number}", package, tests, drop)
-        names = [entry.replace(PACKAGE, package, 1).replace("tests.", f"{tests}.", 1) for entry in entries]
-        trials.append((folder, names))
-    results = import_trials(stack.python, trials, stack.env)
-    assert results[0] == [], f"the listed files are not enough: {results[0]}"
-    for drop, missing in zip(listed, results[1:], strict=True):
-        number = listed.index(drop) + 1
-        expected = module_of(drop, slug, f"{PACKAGE}{number}", f"tests{number}")
+    trials, expected = [], []
+    for pattern in PATTERNS:
+        listed = [path for recipe in parts_of(stack, pattern) for path in recipe.files]
+        for drop in ["", *listed]:
+            package, tests = f"{PACKAGE}{len(trials)}", f"tests{len(trials)}"
+            folder = build(stack.bake, parts_of(stack, pattern), tmp_path / package, package, tests, drop)
+            trials.append((folder, entry_points(pattern, package, tests)))
+            expected.append((pattern, drop, module_of(drop, slug, package, tests) if drop else ""))
+    for (pattern, drop, module), missing in zip(
+        expected, import_trials(stack.python, trials, stack.env), strict=True
+    ):
+        if not drop:
+            assert missing == [], f"{pattern}: the listed files are not enough: {missing}"
+            continue
         # A file alone in its folder takes the folder with it: then the package is what is missing.
-        found = any(expected == name or expected.startswith(f"{name}.") for name in missing)
-        assert found, f"{drop} is listed, yet the build works without it ({missing})"
+        found = any(module == name or module.startswith(f"{name}.") for name in missing)
+        assert found, f"{pattern}: {drop} is listed, yet the build works without it ({missing})"
 
 
-@pytest.mark.parametrize("pattern", every_pattern())
+@pytest.mark.parametrize("pattern", PATTERNS)
 def test_pattern_copies_into_a_bare_app(stack, pattern, tmp_path):
-    if pattern not in stack.recipes:
-        assert pattern == "routers/jobs.py" and "routers/jobs.py" not in stack.recipes
-        pytest.skip("this bake has no Celery")
-    parts = [stack.recipes[pattern], stack.recipes[LOOP_GUARD]]
-    entries = [f"{PACKAGE}.main", "tests.test_loop_guard"]
-    if pattern == "routers/jobs.py":
-        entries.insert(0, f"{PACKAGE}.worker")
-    assert_every_file_is_needed(stack, parts, tmp_path, entries)
-
+    parts = parts_of(stack, pattern)
     folder = build(stack.bake, parts, tmp_path / "app", PACKAGE, "tests")
     if pattern == WATCHDOG:
         main = folder / PACKAGE / "main.py"
@@ -341,20 +353,20 @@ def test_pattern_copies_into_a_bare_app(stack, pattern, tmp_path):
     url = f"http://127.0.0.1:{port}"
     servers = []
     try:
+        argv = ["uvicorn", f"{PACKAGE}.main:app", "--port", str(port)]
+        servers.append(start(stack.python, argv, folder, stack.env, tmp_path / "api.log", url))
         if pattern == "routers/jobs.py":
             argv = ["celery", "--app", f"{PACKAGE}.worker", "worker", "--loglevel", "INFO"]
             servers.append(start(stack.python, argv, folder, stack.env, tmp_path / "worker.log"))
-        argv = ["uvicorn", f"{PACKAGE}.main:app", "--port", str(port)]
-        servers.append(start(stack.python, argv, folder, stack.env, tmp_path / "api.log", url))
         if pattern == WATCHDOG:
             assert http("GET", f"{url}/blocking")[0] == 200
-            assert_stall_reported(servers[-1])
+            assert_stall_reported(servers[0])
             guard = run_loop_guard(stack, folder, url)
             assert guard.returncode == 1 and "/blocking" in guard.stdout, guard.stdout[-3000:]
             return
         CHECKS[pattern](url)
         guard = run_loop_guard(stack, folder, url)
-        assert guard.returncode == 0, guard.stdout[-3000:] + "\n" + servers[-1].output()[-2000:]
+        assert guard.returncode == 0, guard.stdout[-3000:] + "\n" + servers[0].output()[-2000:]
     finally:
         for server in servers:
             server.stop()
@@ -373,11 +385,12 @@ def assert_stall_reported(server: Server) -> None:
 
 
 def test_recipes_cover_every_pattern(stack):
-    expected = {*CHECKS, WATCHDOG, LOOP_GUARD}
-    if not (stack.bake / stack.bake.name / "routers" / "jobs.py").exists():
-        expected.discard("routers/jobs.py")
-    assert set(stack.recipes) == expected
+    assert set(stack.recipes) == {*PATTERNS, LOOP_GUARD}
+    config = (stack.bake / stack.bake.name / "config.py").read_text()
     for recipe in stack.recipes.values():
         assert "main.py" in recipe.blocks, f"{recipe.title}: no main.py block"
+        unknown = [name for name in recipe.settings if not re.search(rf"^    {name.lower()}: ", config, re.M)]
+        assert not unknown, f"{recipe.title} names settings config.py does not have: {unknown}"
+        assert recipe.settings or recipe.files == [LOOP_GUARD], f"{recipe.title} names no setting"
         missing = [path for path in recipe.files if not (stack.bake / path).is_file()]
         assert not missing, f"{recipe.title} lists files the bake does not have: {missing}"

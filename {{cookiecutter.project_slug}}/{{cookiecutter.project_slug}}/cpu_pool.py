@@ -11,7 +11,9 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import TypeVar
+from typing import Annotated, TypeVar
+
+from fastapi import Depends, Request
 
 from .errors import ServiceUnavailable
 
@@ -53,3 +55,10 @@ class CpuPool:
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+async def get_cpu_pool(request: Request) -> CpuPool:
+    return request.app.state.cpu_pool
+
+
+ProcessPool = Annotated[CpuPool, Depends(get_cpu_pool)]

@@ -9,7 +9,10 @@ and take a token like a `def` route does.
 connection until after the response is validated, and a `def` route's response is validated in
 the threadpool: past THREADPOOL_TOKENS concurrent requests, threads wait for connections held by
 requests that wait for threads, until DB_POOL_TIMEOUT turns it into 503s. This is the one place
-that deadlock is explained; the sync routes and the README point here.
+that deadlock is explained; the sync routes point here.
+
+The process pool's alias (ProcessPool) lives in cpu_pool.py and the job queue's (Jobs) in jobs.py,
+beside what they hand out: a route that uses neither copies without them (docs/copying.md).
 """
 
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,7 +25,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, sessionmaker
 
 from .config import Settings
-from .cpu_pool import CpuPool
 
 ReadinessCheck = Callable[[], Awaitable[object]]
 
@@ -48,10 +50,6 @@ async def get_requests_session(request: Request) -> requests.Session:
     return request.app.state.requests_session
 
 
-async def get_cpu_pool(request: Request) -> CpuPool:
-    return request.app.state.cpu_pool
-
-
 async def get_readiness_checks(request: Request) -> dict[str, ReadinessCheck]:
     return request.app.state.readiness_checks
 
@@ -61,6 +59,5 @@ SyncSessions = Annotated[sessionmaker[Session], Depends(get_sync_sessions)]
 AppSettings = Annotated[Settings, Depends(get_settings_from_app)]
 HttpClient = Annotated[httpx.AsyncClient, Depends(get_http_client)]
 RequestsSession = Annotated[requests.Session, Depends(get_requests_session)]
-ProcessPool = Annotated[CpuPool, Depends(get_cpu_pool)]
 # name -> a check that raises when that dependency is down; each resource registers its own.
 ReadinessChecks = Annotated[dict[str, ReadinessCheck], Depends(get_readiness_checks)]

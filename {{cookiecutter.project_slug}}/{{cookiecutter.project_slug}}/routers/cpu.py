@@ -8,7 +8,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from ..deps import AppSettings, ProcessPool
+from ..cpu_pool import ProcessPool
+from ..deps import AppSettings
 from ..errors import above_limit
 from ..primes import count_primes
 from ..schemas import PrimeCount

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from . import report
-from .results import LagSummary, Measured, OpenLoop, Overhead, Report, Target
+from .results import LagSummary, Measured, OpenLoop, Overhead, ProfileEntry, Report, Target
 from .scenarios import Config, Limits
 
 PAGE = "benchmark.md"
@@ -47,6 +47,7 @@ def load(data: dict) -> Report:
     fields["limits"] = Limits(**data["limits"])
     fields["overhead"] = Overhead(**data["overhead"])
     fields["targets"] = [Target(**target) for target in data["targets"]]
+    fields["profile"] = [ProfileEntry(**entry) for entry in data.get("profile", [])]
     fields["rows"] = [Measured(**{**row, **nested(row)}) for row in data["rows"]]
     return Report(**fields)
 

@@ -50,6 +50,8 @@ def markdown(report: Report) -> str:
         lines += ["", *sweep_intro(report), "", *table(sweep, SWEEP_COLUMNS)]
     lines += ["", LEGEND.format(probe_ms=report.config.probe_interval * 1000), ""]
     lines += [*workers_lines(report), *overhead_lines(report.overhead, report.config), ""]
+    if report.profile:  # a run without the overhead rows has none
+        lines += [*profile_lines(report), ""]
     lines += [*articles_comparison(report), ""]
     quick = " (quick mode: indicative only; they are for the default settings)" if report.config.quick else ""
     lines += [f"Targets{quick}", ""]
@@ -236,6 +238,22 @@ def overhead_lines(overhead: Overhead, config: Config) -> list[str]:
         + routed
         + watching
     ]
+
+
+def profile_lines(report: Report) -> list[str]:
+    lines = [
+        f"Where the generated app's `GET /health/live` spends its time: cProfile on the event loop's "
+        f"thread, {report.config.overhead_requests} requests, {report.config.full_concurrency} concurrent "
+        "(bench/profiler.py; the profiler's own cost per call inflates every figure, small functions "
+        "called often the most: the ranking is the finding, the overhead rows the cost).",
+        "",
+        "| function (own time) | calls per request | µs per request | share |",
+        "|---|---:|---:|---:|",
+    ]
+    for entry in report.profile:
+        figures = f"{entry.calls_per_request:g} | {entry.own_us_per_request:g} | {entry.own_share:.1%}"
+        lines.append(f"| `{entry.function}` | {figures} |")
+    return lines
 
 
 def articles_comparison(report: Report) -> list[str]:

@@ -133,6 +133,7 @@ class Report:
     overhead: Overhead
     rows: list[Measured]
     targets: list[Target] = field(default_factory=list)
+    profile: list[ProfileEntry] = field(default_factory=list)  # the trivial route's, by own time
     outputs: dict[str, str] = field(default_factory=dict)
 
     def row(self, key: str) -> Measured | None:

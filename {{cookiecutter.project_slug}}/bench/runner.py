@@ -9,6 +9,7 @@ restarted before it serves again.
 import importlib.metadata
 import os
 import platform
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -20,9 +21,9 @@ from {{ cookiecutter.project_slug }}.config import AdminSettings, Settings, load
 from {{ cookiecutter.project_slug }}.primes import count_primes
 from {{ cookiecutter.project_slug }}.provision import admin_connection
 
-from . import figures, loadgen, openloop, scenarios, targets
+from . import figures, loadgen, openloop, profiler, scenarios, targets
 from .probe import LagProbe
-from .results import Measured, OpenLoop, Overhead, Report
+from .results import Measured, OpenLoop, Overhead, ProfileEntry, Report
 from .sampler import PeakSampler, cpu_seconds_by_process, cpu_spent, machine_cpu_times
 from .scenarios import Config, Limits, Row
 from .stack import Stack
@@ -201,6 +202,7 @@ def run_all(config: Config, stack: Stack, progress: Progress) -> Report:
         results += run_overhead(bench, overhead, first=len(results) + 1, total=total)
     finally:
         probe.close()
+    profile = profile_trivial_route(config, stack) if overhead else []
     figures.compare_twins(results)
     report = Report(
         generated_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -220,10 +222,21 @@ def run_all(config: Config, stack: Stack, progress: Progress) -> Report:
         loadgen_ceiling_rps=next(r.rps for r in results if r.key == "loadgen.raw"),
         overhead=Overhead(),
         rows=results,
+        profile=profile,
     )
     report.overhead = figures.overhead_summary(report)
     report.targets = targets.evaluate(report)
     return report
+
+
+def profile_trivial_route(config: Config, stack: Stack) -> list[ProfileEntry]:
+    """Where the overhead rows' app spends its time: the same route on a profiled server of its own."""
+    metrics_dir = stack.log_dir / "profile-metrics"  # multiprocess mode, as the api runs, in a fresh folder
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir()
+    env = {**stack.env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    log = stack.log_dir / "profile.log"
+    return profiler.profile_route(env, "/health/live", config.overhead_requests, config.full_concurrency, log)
 
 
 def run_overhead(bench: Bench, rows: list[Row], first: int, total: int) -> list[Measured]:

@@ -208,3 +208,11 @@ def test_outputs_are_written(quick: dict) -> None:
     assert table.strip() in quick["stdout"]
     assert (output / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "[ 1/" in quick["stderr"]  # the progress line
+
+
+def test_the_trivial_route_is_profiled(quick: dict) -> None:
+    profile = quick["report"]["profile"]
+    assert profile and all(entry["calls_per_request"] > 0 for entry in profile)
+    shares = [entry["own_share"] for entry in profile]
+    assert shares == sorted(shares, reverse=True) and sum(shares) <= 1
+    assert "spends its time: cProfile" in quick["stdout"]

@@ -22,6 +22,7 @@ CELERY_ONLY = [
     f"{SLUG}/routers/jobs.py",
     "tests/test_jobs.py",
     "tools/embedded_redis.py",
+    "tests/test_tracing_jobs.py",
     "deploy/k8s/worker.yaml",
 ]
 BENCHMARK_ONLY = ["bench", "tests/test_bench.py", "docs/benchmark.md", "docs/benchmark.json"]

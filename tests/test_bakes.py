@@ -71,6 +71,8 @@ MODULE_SOURCES = {
     "uvloop": "uvicorn[standard]",  # the extra installs it; uvicorn runs on it
     "kombu": "celery",  # Celery's messaging layer: its exceptions are what publishing raises
     "anyio": "starlette",  # Starlette's concurrency layer: FastAPI's threadpool is its limiter
+    # One namespace for the API, the SDK, the exporter and each instrumentation: the API is always there.
+    "opentelemetry": "opentelemetry-api",
 }
 REQUIREMENT = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?")
 
@@ -201,12 +203,16 @@ def test_compose_gives_each_password_only_to_its_services(bake):
 def test_compose_services_and_images(bake):
     project, options = bake
     services = compose(project)["services"]
-    expected = {"postgres", "provision", "migrate", "api", "upstream", "prometheus"}
+    expected = {"postgres", "provision", "migrate", "api", "upstream", "prometheus", "jaeger"}
     if options["use_celery"] == "yes":
         expected |= {"redis", "worker"}
     assert set(services) == expected
     # Prometheus only on request (`--profile observability`), scraping the api.
     assert services["prometheus"]["profiles"] == ["observability"]
+    # The trace backend beside it: Jaeger v2 takes OTLP/HTTP on 4318, its UI is on 16686.
+    assert services["jaeger"]["profiles"] == ["observability"]
+    assert services["jaeger"]["image"].startswith("jaegertracing/jaeger:2.")
+    assert set(services["jaeger"]["ports"]) == {"127.0.0.1:16686:16686", "127.0.0.1:4318:4318"}
     assert "PROMETHEUS_MULTIPROC_DIR" in services["api"]["environment"]
     assert services["postgres"]["image"] == f"postgres:{options['postgres_version']}"
     if options["use_celery"] == "yes":

@@ -25,8 +25,8 @@ from .conftest import tool
 KUBERNETES_VERSIONS = sorted({all_versions()[0], kubernetes_validate.latest_version()})
 
 # In docker-compose.yml only: the deployer's own (managed) PostgreSQL and Redis, and compose's
-# optional Prometheus. Any other compose service must have its workload in deploy/k8s.
-COMPOSE_ONLY = {"postgres", "redis", "prometheus"}
+# optional Prometheus and Jaeger. Any other compose service must have its workload in deploy/k8s.
+COMPOSE_ONLY = {"postgres", "redis", "prometheus", "jaeger"}
 # Reads no setting, so it gets no Secret (compose hands every service .env): the demo upstream.
 WITHOUT_SETTINGS = {"upstream"}
 

@@ -158,6 +158,14 @@ def overhead_summary(report: Report) -> Overhead:
     )
 
 
+def tracing_cost(report: Report, key: str, level: str) -> float | None:
+    """Extra server CPU per request of a tracing row (tracing.live, tracing.mixed) at a sampling level
+    over the same row with tracing off: 0.1 = 10% more."""
+    on, off = report.row(f"{key}.{level}"), report.row(f"{key}.off")
+    ratio = _ratio(on.server_cpu_us_per_request, off.server_cpu_us_per_request) if on and off else None
+    return round(ratio - 1, 4) if ratio else None
+
+
 def _ratio(top: float | None, bottom: float | None) -> float | None:
     return round(top / bottom, 4) if top and bottom else None
 

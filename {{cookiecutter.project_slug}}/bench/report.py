@@ -6,6 +6,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import scenarios
+from .figures import tracing_cost
 from .results import Measured, Overhead, Report
 from .scenarios import Config
 
@@ -52,6 +53,7 @@ def markdown(report: Report) -> str:
     lines += [*workers_lines(report), *overhead_lines(report.overhead, report.config), ""]
     if report.profile:  # a run without the overhead rows has none
         lines += [*profile_lines(report), ""]
+    lines += [*tracing_lines(report), ""]
     lines += [*articles_comparison(report), ""]
     quick = " (quick mode: indicative only; they are for the default settings)" if report.config.quick else ""
     lines += [f"Targets{quick}", ""]
@@ -209,6 +211,29 @@ def workers_lines(report: Report) -> list[str]:
         f"Worker processes: `{rows[0].route}` at full speed, {rows[0].concurrency} concurrent, "
         f"WEB_CONCURRENCY set and per worker {pools}. {each}.{scaling}",
         "",
+    ]
+
+
+def tracing_lines(report: Report) -> list[str]:
+    """Server CPU per request of each tracing row, off and at each sampling level, and the cost."""
+    parts = []
+    for spec in scenarios.TRACING_ROWS:
+        measured = {level: report.row(f"{spec.key}.{level}") for level in scenarios.SAMPLING}
+        if not all(measured.values()):
+            continue
+        costs = [
+            f"{level}% {measured[level].server_cpu_us_per_request:g} µs "
+            f"({tracing_cost(report, spec.key, level) or 0:+.1%})"
+            for level in scenarios.SAMPLING
+            if level != "off"
+        ]
+        off = measured["off"]
+        parts.append(f"`{off.route}`: off {off.server_cpu_us_per_request:g} µs, {', '.join(costs)}")
+    if not parts:
+        return ["Tracing cost: not measured in this run."]
+    return [
+        "Tracing cost (tracing.py, exporting over OTLP/HTTP to bench.otlp_sink on loopback), server CPU "
+        "per request in alternated rounds: " + "; ".join(parts) + ". Off, nothing is installed."
     ]
 
 

@@ -189,7 +189,9 @@ def run_all(config: Config, stack: Stack, progress: Progress) -> Report:
     limits = read_limits(stack, calibrate_cpu_job(config.cpu_n))
     has_celery = stack.worker is not None and api_has_route(stack, "/cpu/jobs")
     rows = scenarios.build_rows(config, limits, has_celery, seed_items(stack, config.item_count))
+    # Alternated rounds, as the overhead rows: the tracing rows compare CPU per request too.
     overhead = scenarios.overhead_rows(config, limits)
+    overhead += scenarios.tracing_rows(config, limits, stack.otlp_endpoint)
     if config.only:
         # The load generator's own ceiling is always measured: every other row is checked against it.
         rows = [r for r in rows if r.key == "loadgen.raw" or r.key.startswith(tuple(config.only))]

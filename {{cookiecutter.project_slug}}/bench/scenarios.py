@@ -21,6 +21,7 @@ IO = "real I/O"
 SWEEP = "concurrency sweep"
 CPU = "CPU"
 OVERHEAD = "overhead"
+TRACING = "tracing"
 CONTROL = "load generator"
 WORKER_PROCESSES = "worker processes"
 
@@ -196,6 +197,18 @@ OVERHEAD_ROWS = [  # the same trivial route, same uvicorn command
 ]
 # Settings of the servers above beyond the defaults: the app without its watchdog and metrics.
 OVERHEAD_SERVER_ENV = {"plain": {"OBSERVABILITY": "false"}}
+# What tracing costs (tracing.py): the trivial route and the mixed wait row (a query, a threadpool call
+# and an upstream call: five spans a request), with tracing off, at 10% and at 100% sampling,
+# exporting to bench.otlp_sink. The SDK reads these variables; the stack adds the endpoint.
+TRACING_ROWS = [
+    Spec("tracing.live", "trivial route", "api", "/health/live", CORRECT),
+    Spec("tracing.mixed", "async def + asyncpg + run_in_threadpool(requests)", "api", "/mixed/report?delay={w}", CORRECT, (CLIENTS, TOKENS)),
+]
+SAMPLING = {
+    "off": {},
+    "10": {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"},
+    "100": {"OTEL_TRACES_SAMPLER": "parentbased_always_on"},
+}
 # The async point read with 1 and with 2 api worker processes, each restarted with WEB_CONCURRENCY set
 # and the same per-worker pools, small enough that two workers fit the connection budget of a
 # max_connections = 100 server (budget.py: 2 x (20 + 20) + 1 migrate = 81 <= 97).
@@ -225,7 +238,7 @@ class Builder:
         return Row(
             key=extra.pop("key", spec.key),
             section=section,
-            label=spec.label,
+            label=extra.pop("label", spec.label),
             server=spec.server,
             route=extra.pop("route", f"GET {url}"),
             pattern=spec.pattern,
@@ -364,3 +377,21 @@ def overhead_rows(config: Config, limits: Limits) -> list[Row]:
                   server_env=OVERHEAD_SERVER_ENV.get(spec.server, {}))
         for spec in OVERHEAD_ROWS
     ]  # fmt: skip
+
+
+def tracing_rows(config: Config, limits: Limits, endpoint: str) -> list[Row]:
+    """TRACING_ROWS at each SAMPLING level, grouped by level (the api restarts when its settings change):
+    keys `tracing.live.off`, `tracing.mixed.off`, `tracing.live.10`, ..."""
+    build = Builder(config, limits)
+    live, mixed = TRACING_ROWS
+    rows = []
+    for level, sampler in SAMPLING.items():
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, **sampler} if sampler else {}
+        tracing = f"tracing at {level}% sampling" if sampler else "tracing off"
+        rows += [
+            build.row(live, TRACING, "full", config.overhead_requests, config.full_concurrency,
+                      key=f"{live.key}.{level}", label=f"{live.label}, {tracing}", server_env=env),
+            build.wait_row(mixed, TRACING, config.requests, config.concurrency,
+                           key=f"{mixed.key}.{level}", label=f"{mixed.label}, {tracing}", server_env=env),
+        ]  # fmt: skip
+    return rows

@@ -15,6 +15,7 @@ service with tools.native on a free loopback port:
               by its overhead row, which sets that; the cost of observability is api vs plain)
     worker    the compose `worker` command, when the project has Celery
     raw       bench.rawserver, to measure the load generator's own ceiling
+    otlp_sink bench.otlp_sink, the collector the tracing rows export to (it discards every span)
 """
 
 import os
@@ -59,17 +60,19 @@ def redis_db_number() -> str:
 
 
 class RawServer:
-    """bench.rawserver in a process group of its own (not a compose service)."""
+    """bench.rawserver (or another bench module serving `PORT`) in a process group of its own (not
+    a compose service)."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, module: str = "bench.rawserver") -> None:
         self.port = free_port()
-        self.log_path = log_dir / "raw.log"
+        self.module = module
+        self.log_path = log_dir / f"{module.removeprefix('bench.')}.log"
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "RawServer":
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "bench.rawserver", str(self.port)],
+                [sys.executable, "-m", self.module, str(self.port)],
                 cwd=PROJECT_ROOT,
                 env=native_env({}),
                 stdout=log,
@@ -82,13 +85,13 @@ class RawServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process and self.process.poll() is not None:
-                raise RuntimeError(f"bench.rawserver exited: {self.log_path.read_text(errors='replace')}")
+                raise RuntimeError(f"{self.module} exited: {self.log_path.read_text(errors='replace')}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 return
             except OSError:
                 time.sleep(0.1)
-        raise TimeoutError(f"bench.rawserver is not listening on {self.port} after {timeout} s")
+        raise TimeoutError(f"{self.module} is not listening on {self.port} after {timeout} s")
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -127,6 +130,7 @@ class Stack:
         self.budgets: dict[str, str | None] = {}  # per server: the connection budget it printed
         self.worker: Service | None = None
         self.raw = RawServer(log_dir)
+        self.otlp_sink = RawServer(log_dir, "bench.otlp_sink")
         self.settings: Settings | None = None
         self._database_made = False
 
@@ -145,6 +149,7 @@ class Stack:
         self._flush_redis()
         self.upstream.start()
         self.raw.start()
+        self.otlp_sink.start()
         if self.has_worker:
             log_path = self.log_dir / "worker.log"
             self.worker = Service.from_compose("worker", self.env, log_path=log_path).start()
@@ -163,6 +168,7 @@ class Stack:
         if self.worker is not None:
             self.worker.wait_log("ready.", timeout=60)
         self.raw.wait()
+        self.otlp_sink.wait()
 
     def _api_service(self, name: str) -> Service:
         log_path = self.log_dir / f"{name}.log"
@@ -170,6 +176,10 @@ class Stack:
         return Service.from_compose(
             "api", env, port=free_port(), log_path=log_path, app=APPS[name], factory=False
         )
+
+    @property
+    def otlp_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.otlp_sink.port}"
 
     def env_of(self, name: str) -> dict[str, str]:
         return self.overrides.get(name, {})
@@ -209,6 +219,7 @@ class Stack:
             self.worker.stop()
         self.upstream.stop()
         self.raw.stop()
+        self.otlp_sink.stop()
         if self._database_made and self.settings is not None:
             drop_database(load_settings(AdminSettings))
         self._flush_redis()

@@ -5,8 +5,9 @@ They are judged for the default settings on the machine at hand; quick runs prin
 
 from collections.abc import Callable
 
+from .figures import tracing_cost
 from .results import Measured, Report, Target
-from .scenarios import ANTI, CORRECT, OPEN_LOOP_SHARE, WORKER_COUNTS, WORKERS
+from .scenarios import ANTI, CORRECT, OPEN_LOOP_SHARE, TRACING_ROWS, WORKER_COUNTS, WORKERS
 
 CEILING_TARGET = 0.9  # correct wait rows at the articles' load
 ASYNC_HTTP_TARGET = 0.85  # async + httpx at twice the articles' load
@@ -19,6 +20,7 @@ OVERHEAD_TARGET = 0.9
 DB_SLOWEST_TARGET = 1.25  # async + asyncpg's slowest request over the def + psycopg2 twin's
 OPEN_LOOP_LAG_TARGET_MS = 20.0
 OBSERVABILITY_COST_TARGET = 0.05  # the watchdog and metrics: extra server CPU per request
+TRACING_COST_TARGET = 0.10  # tracing at 10% sampling: extra server CPU per request over tracing off
 # 2 api worker processes over 1 on 2 CPUs: not 2x, because PostgreSQL and the load generator need
 # CPU from the same cores for every request.
 WORKERS_SCALING_TARGET = 1.6
@@ -122,6 +124,12 @@ def other_targets(report: Report) -> list[Target]:
             f"{report.limits.cpus} CPUs)",
             [r for r in report.rows if r.key == f"workers.items.{WORKER_COUNTS[-1]}"],
             workers_scaling(report),
+        ),
+        judge(
+            f"tracing at 10% sampling costs <= {TRACING_COST_TARGET:.0%} more server CPU per request than "
+            "tracing off (OTEL_EXPORTER_OTLP_ENDPOINT unset)",
+            [r for r in report.rows if r.key in {f"{spec.key}.10" for spec in TRACING_ROWS}],
+            tracing_within(report),
         ),
         judge(
             "the load generator is not the bottleneck",
@@ -249,6 +257,16 @@ def observability_cost(report: Report) -> Check:
         if cost is not None and cost <= OBSERVABILITY_COST_TARGET:
             return None
         return f"watchdog and metrics cost {cost or 0:+.1%} server CPU per request over overhead.plain"
+
+    return check
+
+
+def tracing_within(report: Report) -> Check:
+    def check(r: Measured) -> str | None:
+        cost = tracing_cost(report, r.key.rsplit(".", 1)[0], "10")
+        if cost is not None and cost <= TRACING_COST_TARGET:
+            return None
+        return f"{r.route}: tracing at 10% costs {cost or 0:+.1%} server CPU per request over tracing off"
 
     return check
 

@@ -17,6 +17,7 @@ import pytest
 
 from {{ cookiecutter.project_slug }}.config import AdminSettings, Settings, load_settings
 
+from .otlp_receiver import Receiver, traced_env
 from .services import start_api{% if cookiecutter.use_celery == "yes" %}, start_worker{% endif %}
 from tools.database import drop_database
 from tools.embedded import Configured, LocalServers, choose
@@ -149,6 +150,26 @@ def api(request, database, upstream, service_env, log_dir) -> Iterator[Service]:
     request.getfixturevalue("redis_db")  # the jobs' Redis database, emptied before the api starts
 {%- endif %}
     service = start_api(service_env, log_dir)
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="session")
+def otlp_receiver() -> Iterator[Receiver]:
+    """An OTLP/HTTP collector of the tests' own (tests/otlp_receiver.py), for the traced servers."""
+    with Receiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="session")
+def traced_api(request, database, upstream, service_env, log_dir, otlp_receiver) -> Iterator[Service]:
+    """The same command with OTEL_EXPORTER_OTLP_ENDPOINT set: tracing on, exporting to otlp_receiver."""
+{%- if cookiecutter.use_celery == "yes" %}
+    request.getfixturevalue("redis_db")
+{%- endif %}
+    service = start_api({**service_env, **traced_env(otlp_receiver.endpoint)}, log_dir, name="traced_api")
     try:
         yield service
     finally:

@@ -21,7 +21,7 @@ from bench.scenarios import OPEN_LOOP_SHARE
 from tools.native import PROJECT_ROOT, compose_services
 
 # The quick bench runs once, in the first test's setup: it may take longer than pytest's 300 s.
-pytestmark = pytest.mark.timeout(660)
+pytestmark = pytest.mark.timeout(780)
 WIDE_MARGIN = 5  # quick mode: C = 20 connections, so a blocked loop is ~20x slower than its twin
 STATIC_ROWS = {
     "loadgen.raw", "loadgen.upstream",
@@ -29,6 +29,8 @@ STATIC_ROWS = {
     "io.upstream.httpcore", "io.db.anti", "io.mixed", "io.mixed.anti", "io.items.async", "io.items.sync",
     "cpu.inline", "cpu.pool", "overhead.bare", "overhead.routed", "overhead.plain", "overhead.app",
     "workers.items.1", "workers.items.2",
+    "tracing.live.off", "tracing.live.10", "tracing.live.100",
+    "tracing.mixed.off", "tracing.mixed.10", "tracing.mixed.100",
 }  # fmt: skip
 SWEEP = ["upstream.async", "upstream.sync", "upstream.threads", "upstream.anti", "db.async", "db.sync"]
 
@@ -43,7 +45,7 @@ def quick(tmp_path_factory: pytest.TempPathFactory) -> dict:
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,  # 6 min seen on a shared 2-core machine at load average 10
+        timeout=720,  # 6 min seen on a shared 2-core machine at load average 10, + the tracing rows
     )
     assert run.returncode == 0, f"{run.stdout[-3000:]}\n{run.stderr[-5000:]}"
     report = json.loads((output / "bench.json").read_text())
@@ -199,6 +201,16 @@ def test_overhead_and_load_generator_figures(quick: dict, rows: dict[str, dict])
     assert [target["target"] for target in report["targets"]] and all(
         isinstance(target["met"], bool) for target in report["targets"]
     )
+
+
+def test_tracing_rows_ran_with_their_sampling(rows: dict[str, dict]) -> None:
+    for key in ("live", "mixed"):
+        off, ten, full = (rows[f"tracing.{key}.{level}"] for level in ("off", "10", "100"))
+        assert off["server_env"] == {}
+        assert ten["server_env"]["OTEL_TRACES_SAMPLER_ARG"] == "0.1"
+        assert full["server_env"]["OTEL_TRACES_SAMPLER"] == "parentbased_always_on"
+        assert full["server_env"]["OTEL_EXPORTER_OTLP_ENDPOINT"].startswith("http://127.0.0.1:")
+        assert all(row["server_cpu_us_per_request"] for row in (off, ten, full))
 
 
 def test_outputs_are_written(quick: dict) -> None:

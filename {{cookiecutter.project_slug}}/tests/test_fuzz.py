@@ -13,6 +13,7 @@ from {{ cookiecutter.project_slug }}.config import AdminSettings
 from {{ cookiecutter.project_slug }}.schemas import MAX_WAIT_SECONDS
 
 from .fuzz import fuzz
+from .otlp_receiver import Receiver, traced_env
 from .services import start_api
 from tools.database import drop_database
 from tools.native import Service, database_env, run_once
@@ -22,19 +23,21 @@ FUZZ_MAX_WAIT = 0.05  # seconds: the most a fuzzed wait route sleeps (cap_waits)
 FUZZ_MAX_N = 10_000  # CPU_MAX_N (and JOB_MAX_N) of the fuzzed app: any larger n is a quick 422
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["untraced", "traced"])
 def fuzzed_api(
+    request: pytest.FixtureRequest,
     admin_settings: AdminSettings,
     upstream,
     service_env,
     log_dir: Path,
+    otlp_receiver: Receiver,
 {%- if cookiecutter.use_celery == "yes" %}
     redis_db,
 {%- endif %}
 ) -> Iterator[Service]:
     """The app as `api` runs it, with a database and roles of its own (the fuzzer's rows would fill
     the pages other tests read) and small CPU bounds, so each n the fuzzer sends is either cheap or
-    a 422."""
+    a 422. Once with tracing off, once on: the traced app must answer as documented too."""
     own_database = database_env("fuzz")
     env = {
         **service_env,
@@ -43,12 +46,13 @@ def fuzzed_api(
 {%- if cookiecutter.use_celery == "yes" %}
         "JOB_MAX_N": str(FUZZ_MAX_N),
 {%- endif %}
+        **(traced_env(otlp_receiver.endpoint) if request.param == "traced" else {}),
     }
     own = admin_settings.model_copy(update={key.lower(): value for key, value in own_database.items()})
     try:
         run_once("provision", env)
         run_once("migrate", env)
-        service = start_api(env, log_dir, name="fuzzed_api")
+        service = start_api(env, log_dir, name=f"fuzzed_api_{request.param}")
         try:
             yield service
         finally:

@@ -62,6 +62,7 @@ def test_job_round_trip(api, worker):
         "state": "succeeded",
         "result": {"below": 10_000, "primes": 1229},
         "error": None,
+        "trace_id": None,  # tracing off (test_tracing_jobs.py: on)
     }
 
 
@@ -276,5 +277,6 @@ def test_redis_down_is_a_quick_503_and_the_app_recovers_by_itself(private_redis,
         "state": "succeeded",
         "result": {"below": 10_000, "primes": 1229},
         "error": None,
+        "trace_id": None,  # tracing off (test_tracing_jobs.py: on)
     }
     assert after["result"] == {"below": 500_000, "primes": PRIMES_BELOW[500_000]}

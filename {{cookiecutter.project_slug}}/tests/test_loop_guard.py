@@ -34,7 +34,10 @@ def test_guard_sees_every_router_family(app_calls):
     assert not any(path.startswith("/anti/") for path in paths)
 
 
-def test_every_route_keeps_the_loop_free(api, app_calls):
+@pytest.mark.parametrize("server", ["api", "traced_api"])
+def test_every_route_keeps_the_loop_free(request, server, app_calls):
+    """With tracing off and on (traced_api exports every span: its work must stay off the loop too)."""
+    api = request.getfixturevalue(server)
     failures = {}
     for call in app_calls:
         result = guard(api.url, call)

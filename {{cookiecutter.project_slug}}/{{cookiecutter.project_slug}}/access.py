@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .logs import REQUEST_ID, RecordWriter
 from .metrics import REQUESTS
+from .tracing import STATE_TRACE_ID
 
 ACCESS_LOGGER = __name__  # the access line's logger: its level silences the line like any other
 REQUEST_ID_HEADER = b"x-request-id"  # as ASGI spells header names: lower case
@@ -116,4 +117,5 @@ def request_in_frame(frame: FrameType) -> dict[str, str] | None:
         "method": scope.get("method"),
         "route": getattr(scope.get("route"), "path", scope.get("path")),
         "request_id": local.get("request_id"),
+        "trace_id": scope.get("state", {}).get(STATE_TRACE_ID),  # tracing on: its server span's trace
     }

@@ -23,6 +23,10 @@ class UpstreamTransport(AiohttpTransport):
     httpx-aiohttp 0.2 reports a refused connection as httpx.ConnectTimeout; it is a ConnectError,
     so the route answers 502 "upstream failed" at once instead of 504 "upstream timed out".
     It also counts the requests in flight (/metrics): neither library does, publicly.
+
+    Traces: HTTPXClientInstrumentor().instrument() patches only httpx's own transport classes, so it
+    would never see this one. tracing.py instruments the client instance instead
+    (instrument_client wraps its transport's handle_async_request, whatever the transport's class).
     """
 
     def __init__(self, limits: httpx.Limits) -> None:

@@ -16,6 +16,7 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Request
 
 from .errors import ServiceUnavailable
+from .tracing import tracer
 
 T = TypeVar("T")
 
@@ -35,7 +36,10 @@ class CpuPool:
         executor = self._executor
         self._in_pool += 1
         try:
-            return await asyncio.get_running_loop().run_in_executor(executor, function, *args)
+            # The span covers the wait for a free pool process and the computing (no context
+            # crosses into the process: the job opens no spans of its own).
+            with tracer.start_as_current_span(f"process pool {function.__name__}"):
+                return await asyncio.get_running_loop().run_in_executor(executor, function, *args)
         except BrokenProcessPool:
             self._replace(executor)
             raise ServiceUnavailable("a CPU worker process died; retry the request") from None

@@ -12,6 +12,8 @@ Delivery rules, and why:
 - every delivery is counted; a job that keeps killing its worker fails after JOB_MAX_DELIVERIES.
 - publishing retries are bounded, so a request cannot hang on a dead broker: it gets a 503.
 - the web process never waits on a result (it polls), so it does not subscribe to result channels.
+- the submitting request's trace context travels in the message's headers (tracing.py): the worker's
+  span joins the request's trace, and the job's marker keeps the trace id for GET /cpu/jobs/{id}.
 """
 
 from typing import Annotated, Any
@@ -21,8 +23,10 @@ import redis
 from celery import Celery
 from celery.backends.redis import RedisBackend
 from fastapi import Depends, Request
+from opentelemetry.trace import SpanKind
 
 from .config import Settings
+from .tracing import context_headers, current_trace_id, tracer
 
 COUNT_PRIMES = "count_primes"
 
@@ -102,7 +106,8 @@ def make_redis(settings: Settings) -> redis.Redis:
 
 
 def job_key(job_id: str) -> str:
-    """Set when a job is accepted: Celery calls unknown ids PENDING, this tells them apart."""
+    """Set when a job is accepted, to the trace id that submitted it ("" untraced): Celery calls
+    unknown ids PENDING, this tells them apart."""
     return f"jobs:{job_id}"
 
 
@@ -118,20 +123,23 @@ class JobQueue:
 
     def submit(self, task: str, *args: Any) -> str:
         job_id = str(uuid4())
-        # The marker goes first: a job is known (never 404) from the moment a worker can see it. If the
-        # publish fails, the caller never learns the id; the marker just expires.
-        self.redis.set(job_key(job_id), task, ex=self.result_expires)
-        self.celery.send_task(task, args=list(args), task_id=job_id)
+        # By hand, not Celery's instrumentation: it ends its publish span only for tasks registered in
+        # this process, and the web side publishes by name.
+        with tracer.start_as_current_span(f"apply_async/{task}", kind=SpanKind.PRODUCER):
+            # The marker goes first: a job is known (never 404) from the moment a worker can see it. If
+            # the publish fails, the caller never learns the id; the marker just expires.
+            self.redis.set(job_key(job_id), current_trace_id() or "", ex=self.result_expires)
+            self.celery.send_task(task, args=list(args), task_id=job_id, headers=context_headers())
         return job_id
 
-    def state(self, job_id: str) -> tuple[str, Any] | None:
-        """(Celery state, result or exception), or None for an id never submitted or expired."""
-        known = self.redis.exists(job_key(job_id))
+    def state(self, job_id: str) -> tuple[str, Any, str | None] | None:
+        """(Celery state, result or exception, trace id), or None for an id never submitted or expired."""
+        marker = self.redis.get(job_key(job_id))
         outcome = self.celery.AsyncResult(job_id)
         celery_state, payload = outcome.state, outcome.result
-        if not known and celery_state == "PENDING":  # Celery's word for "never heard of it"
+        if marker is None and celery_state == "PENDING":  # Celery's word for "never heard of it"
             return None
-        return celery_state, payload
+        return celery_state, payload, (marker or b"").decode() or None
 
     def ping(self) -> None:
         self.redis.ping()

@@ -25,6 +25,7 @@ from .metrics_endpoint import router as metrics_router
 from .observability import observe
 from .routers import ROUTERS
 from .sampling import engine_sample, http_client_sample, process_pool_sample, threadpool_sample
+from .tracing import shut_down, start_tracing, trace_app, traced_clients
 
 
 def close_off_the_loop(resources: AsyncExitStack, close: Callable[[], object]) -> None:
@@ -56,6 +57,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         close_off_the_loop(resources, app.state.requests_session.close)
         app.state.cpu_pool = CpuPool(settings.process_pool_workers)
         close_off_the_loop(resources, app.state.cpu_pool.shutdown)
+        if (provider := app.state.tracer_provider) is not None:  # OTEL_EXPORTER_OTLP_ENDPOINT set
+            close_off_the_loop(resources, partial(shut_down, provider))
+            engines = [async_engine.sync_engine, sync_engine]
+            resources.enter_context(traced_clients(provider, engines, app.state.http_client))
         # What /metrics reports about each limit; a router's lifespan may add its own (routers/jobs.py).
         app.state.metric_samples = {
             "threadpool": threadpool_sample(threadpool),
@@ -89,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json" if docs else None,
     )
     app.state.settings = settings
+    app.state.tracer_provider = start_tracing("{{ cookiecutter.project_slug }}-api")  # None unless configured
     if settings.cors_origins:  # off unless configured: no browser origin may call by default
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"])
     install_error_handlers(app)
@@ -99,4 +105,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(metrics_router)
     # Added last, so outermost: request id, access line and metrics for every request (access.py).
     app.add_middleware(AccessMiddleware, log=access_log, metrics=settings.observability)
+    if app.state.tracer_provider is not None:
+        trace_app(app, app.state.tracer_provider)
     return app

@@ -6,7 +6,8 @@ is later than LOOP_STALL_THRESHOLD, something is holding the loop: the thread ta
 thread's stack at that moment with `sys._current_frames()` (the frame that blocks is on it), finds
 the request being served on that stack, and once the loop is free again logs one WARNING: how late,
 the first application frame (the line that blocked), the stack innermost first, and the request's
-method, route and id. One report per stall; at most REPORTS_PER_MINUTE, the rest only counted.
+method, route, id and (tracing on) trace id. One report per stall; at most REPORTS_PER_MINUTE, the
+rest only counted.
 
 asyncio's debug mode names the slow callback but not the line, and is not meant for production.
 This costs one callback on the loop per INTERVAL, whatever the traffic.
@@ -153,6 +154,7 @@ class LoopWatchdog:
                 "method": request.get("method"),
                 "route": request.get("route"),
                 "request_id": request.get("request_id"),
+                "trace_id": request.get("trace_id"),
                 "stack": stall.stack,
                 "unreported_before": self.unreported,
             },

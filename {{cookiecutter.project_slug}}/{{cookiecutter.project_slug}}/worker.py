@@ -2,17 +2,20 @@
 
 The web process never imports this module: it publishes by task name (jobs.py). Importing it builds
 nothing either: `celery --app` looks up the attribute `app` here, and that lookup builds the worker's
-Celery app; each pool process opens its own Redis client when it runs its first job.
+Celery app; each pool process opens its own Redis client when it runs its first job, and starts its
+own tracing (tracing.py) when it starts, if OTEL_EXPORTER_OTLP_ENDPOINT is set.
 """
 
 from functools import cache
 
 import redis
-from celery import Celery, Task
+from celery import Celery, Task, signals
+from opentelemetry.instrumentation.celery import CeleryInstrumentor
 
 from .config import get_settings
 from .jobs import COUNT_PRIMES, GaveUp, job_key, make_celery, make_redis
 from .primes import count_primes
+from .tracing import shut_down, start_tracing
 
 
 def count_primes_job(task: Task, below: int) -> dict[str, int]:
@@ -34,6 +37,21 @@ def job_store() -> redis.Redis:
     """One client per pool process, made in that process: a client made before the fork would be
     shared by every pool process."""
     return make_redis(get_settings())
+
+
+@signals.worker_process_init.connect
+def trace_pool_process(**_: object) -> None:
+    """In each pool process, after the fork: the span processor's export thread would not survive it.
+    Celery's instrumentation continues the trace context the message carries (jobs.py sends it)."""
+    provider = start_tracing("{{ cookiecutter.project_slug }}-worker")
+    if provider is None:
+        return
+    CeleryInstrumentor().instrument(tracer_provider=provider)
+
+    def flush(**_: object) -> None:
+        shut_down(provider)
+
+    signals.worker_process_shutdown.connect(flush, weak=False)
 
 
 @cache

@@ -19,6 +19,7 @@ from ..deps import AppSettings
 from ..errors import ServiceUnavailable, above_limit
 from ..jobs import COUNT_PRIMES, JobQueue, Jobs
 from ..schemas import BODY_ERRORS, PrimeCount
+from ..tracing import current_trace_id
 
 # Every web process reads the same Redis list: /metrics shows the most recent reading.
 QUEUE_DEPTH = Gauge(
@@ -59,6 +60,7 @@ class Job(BaseModel):
     state: str = Field(description="queued | started | succeeded | failed")
     result: PrimeCount | None = None
     error: str | None = None
+    trace_id: str | None = Field(None, description="the trace of the request that submitted it (tracing on)")
 
 
 CELERY_STATES = {
@@ -85,7 +87,7 @@ def submit_job(body: JobRequest, jobs: Jobs, settings: AppSettings, response: Re
     except (redis.RedisError, kombu.exceptions.OperationalError) as error:
         raise ServiceUnavailable("job queue unavailable") from error
     response.headers["Location"] = f"/cpu/jobs/{job_id}"
-    return Job(id=job_id, state="queued")
+    return Job(id=job_id, state="queued", trace_id=current_trace_id())
 
 
 @router.get(
@@ -99,8 +101,8 @@ def read_job(job_id: UUID, jobs: Jobs) -> Job:
         raise ServiceUnavailable("job store unavailable") from error
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "job not found (never submitted, or expired)")
-    celery_state, payload = found
-    job = Job(id=job_id, state=CELERY_STATES.get(celery_state, "queued"))
+    celery_state, payload, trace_id = found
+    job = Job(id=job_id, state=CELERY_STATES.get(celery_state, "queued"), trace_id=trace_id)
     if job.state == "succeeded":
         job.result = PrimeCount(**payload)
     elif job.state == "failed":

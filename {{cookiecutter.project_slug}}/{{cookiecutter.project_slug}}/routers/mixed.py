@@ -11,6 +11,7 @@ from ..clients import fetch_delay_blocking
 from ..deps import AppSettings, AsyncDB, RequestsSession
 from ..models import Item
 from ..schemas import Report, WaitSeconds
+from ..tracing import tracer
 
 router = APIRouter(prefix="/mixed", tags=["async def + run_in_threadpool"])
 
@@ -24,5 +25,7 @@ async def report(delay: WaitSeconds, db: AsyncDB, http: RequestsSession, setting
     # fetch_delay_blocking stands for a blocking SDK you cannot rewrite: it runs on a worker thread
     # while the loop serves other requests. (Not in asyncio.gather with the query above: if one
     # failed, the other would still be using the session while the request closes it.)
-    upstream = await run_in_threadpool(fetch_delay_blocking, http, settings, delay)
+    # Its span includes the wait for a threadpool token; the thread's own spans (requests') nest in it.
+    with tracer.start_as_current_span("run_in_threadpool fetch_delay_blocking"):
+        upstream = await run_in_threadpool(fetch_delay_blocking, http, settings, delay)
     return Report(item_count=item_count, upstream=upstream)

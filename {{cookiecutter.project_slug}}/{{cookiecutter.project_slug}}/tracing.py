@@ -1,0 +1,179 @@
+"""Traces (OpenTelemetry), off unless OTEL_EXPORTER_OTLP_ENDPOINT is set.
+
+Set, the api and the worker send every sampled request's spans over OTLP/HTTP (protobuf) to that
+endpoint. The SDK reads the other standard variables itself: OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER
+and _ARG, OTEL_EXPORTER_OTLP_* (headers, timeout, compression), OTEL_BSP_* (the queue), OTEL_SDK_DISABLED.
+Unset, nothing here runs: no provider, no span processor, no instrumentation; the spans opened by hand
+(`tracer` below) are the OpenTelemetry API's no-op ones.
+
+Who makes which span of a request's trace:
+- the server span, named by the route template: FastAPI's instrumentation (instrument_app);
+- every query, asyncpg's and psycopg2's alike: SQLAlchemy's instrumentation on both engines. One
+  approach for both drivers, attached to the two engines this app owns; the asyncpg and psycopg2
+  instrumentations would patch the drivers for the whole process instead. Its `connect` span is the
+  checkout: the wait for a pooled connection (and the pre-ping), so a long one means a full pool;
+- the upstream call: httpx's instrumentation on the one AsyncClient (clients.py says why), and
+  requests' instrumentation for the Session of `def` code;
+- the run_in_threadpool call (routers/mixed.py) and the process-pool call (cpu_pool.py), opened by hand;
+- a Celery job: jobs.py sends the context in the message's headers, the worker's instrumentation
+  (worker.py) continues it, so the job's span is in the request's trace.
+
+A collector that is down or slow never holds a request: ended spans go into the BatchSpanProcessor's
+bounded queue (OTEL_BSP_MAX_QUEUE_SIZE) and its own thread exports them; a full queue drops spans.
+The SDK would log every failed export and, every 20 s, the drops; ReportingExporter logs one warning
+when exports start failing and one line when they work again instead.
+"""
+
+import logging
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import httpx
+from fastapi import FastAPI
+from opentelemetry import propagate, trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.instrumentation.requests import RequestsInstrumentor
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from sqlalchemy import Engine
+from structlog.typing import EventDict, WrappedLogger
+
+from .logs import CONTEXT_FIELDS
+
+log = logging.getLogger(__name__)
+
+ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+# The SDK's own lines about dropped spans (warnings) and failed exports (errors, one per batch):
+# ReportingExporter says it once instead. An exception while exporting, a bug, is still logged.
+QUIETED_LOGGERS = {
+    "opentelemetry.sdk._shared_internal": logging.ERROR,
+    "opentelemetry.exporter.otlp.proto.http": logging.CRITICAL,
+}
+SHUTDOWN_SECONDS = 5.0  # the last spans' export on shutdown; a hanging collector does not hold it longer
+STATE_TRACE_ID = "trace_id"  # request.state.trace_id: what the stall report names (metrics.py)
+
+# The API's tracer: no-op until start_tracing installs a provider, then that provider's.
+tracer = trace.get_tracer(__name__)
+
+
+class ReportingExporter(SpanExporter):
+    """The OTLP exporter, saying once that exports fail (spans are being dropped) and once that they
+    work again, where the SDK logs every failed batch."""
+
+    def __init__(self, exporter: SpanExporter, endpoint: str) -> None:
+        self.exporter = exporter
+        self.endpoint = endpoint
+        self.failing = False
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        result = self.exporter.export(spans)
+        failed = result is not SpanExportResult.SUCCESS
+        if failed and not self.failing:
+            log.warning("trace export to %s failed: spans are dropped until it answers", self.endpoint)
+        elif self.failing and not failed:
+            log.info("trace export to %s works again", self.endpoint)
+        self.failing = failed
+        return result
+
+    def shutdown(self) -> None:
+        self.exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self.exporter.force_flush(timeout_millis)
+
+
+def enabled() -> bool:
+    disabled = os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+    return not disabled and any(os.environ.get(name) for name in ENDPOINT_VARIABLES)
+
+
+def start_tracing(default_service_name: str) -> TracerProvider | None:
+    """The process's tracer provider, exporting over OTLP/HTTP; None (and nothing installed) when off."""
+    if not enabled():
+        return None
+    resource = Resource.create()  # OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES
+    if resource.attributes[SERVICE_NAME].startswith("unknown_service"):
+        resource = resource.merge(Resource({SERVICE_NAME: default_service_name}))
+    endpoint = next(os.environ[name] for name in reversed(ENDPOINT_VARIABLES) if os.environ.get(name))
+    provider = TracerProvider(resource=resource, shutdown_on_exit=False)  # shut_down() bounds it
+    provider.add_span_processor(BatchSpanProcessor(ReportingExporter(OTLPSpanExporter(), endpoint)))
+    for name, level in QUIETED_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
+    trace.set_tracer_provider(provider)
+    if add_trace_ids not in CONTEXT_FIELDS:  # every log line in a recorded span: trace_id, span_id
+        CONTEXT_FIELDS.append(add_trace_ids)
+    return provider
+
+
+def shut_down(provider: TracerProvider) -> None:
+    """Exports what is queued, for SHUTDOWN_SECONDS at most (the SDK's own shutdown may wait 30 s on a
+    collector that hangs). Blocking: call it off the event loop."""
+    flushing = threading.Thread(target=provider.shutdown, name="trace-shutdown", daemon=True)
+    flushing.start()
+    flushing.join(SHUTDOWN_SECONDS)
+
+
+def remember_trace_id(span: trace.Span, scope: dict) -> None:
+    """FastAPI instrumentation's server_request_hook: the trace id into request.state, where the
+    watchdog's thread can read it (the span's context variable is visible to the request's task only)."""
+    if span.is_recording():
+        trace_id = trace.format_trace_id(span.get_span_context().trace_id)
+        scope.setdefault("state", {})[STATE_TRACE_ID] = trace_id
+
+
+def trace_app(app: FastAPI, provider: TracerProvider) -> None:
+    """The server span, outermost: every middleware, the access log's included, runs inside it."""
+    FastAPIInstrumentor.instrument_app(
+        app,
+        tracer_provider=provider,
+        server_request_hook=remember_trace_id,
+        # Not a span per ASGI message: they only repeat the server span's timing, at a cost each.
+        exclude_spans=["receive", "send"],
+    )
+
+
+@contextmanager
+def traced_clients(
+    provider: TracerProvider, engines: list[Engine], http_client: httpx.AsyncClient
+) -> Iterator[None]:
+    """Instruments the lifespan's engines and clients, and removes it on exit (the instrumentors are
+    per process: an app made again in the same process, as tests do, instruments its own)."""
+    # Its declared range ends below SQLAlchemy 2.1, whose engine events (all it uses) are unchanged:
+    # tests/test_tracing.py proves its spans arrive from both engines.
+    SQLAlchemyInstrumentor().instrument(engines=engines, tracer_provider=provider, skip_dep_check=True)
+    HTTPXClientInstrumentor.instrument_client(http_client, tracer_provider=provider)
+    RequestsInstrumentor().instrument(tracer_provider=provider)  # patches requests.Session.send
+    try:
+        yield
+    finally:
+        RequestsInstrumentor().uninstrument()
+        HTTPXClientInstrumentor.uninstrument_client(http_client)
+        SQLAlchemyInstrumentor().uninstrument()
+
+
+def current_trace_id() -> str | None:
+    """The trace this code runs in, if it is recorded (sampled), as the backend's UI spells it."""
+    context = trace.get_current_span().get_span_context()
+    return trace.format_trace_id(context.trace_id) if context.trace_flags.sampled else None
+
+
+def context_headers() -> dict[str, str]:
+    """The current trace context as message headers (W3C traceparent): empty when tracing is off."""
+    headers: dict[str, str] = {}
+    propagate.inject(headers)
+    return headers
+
+
+def add_trace_ids(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: the ids of the span this record is logged in, when that span is recorded."""
+    context = trace.get_current_span().get_span_context()
+    if context.trace_flags.sampled:
+        event_dict.setdefault("trace_id", trace.format_trace_id(context.trace_id))
+        event_dict.setdefault("span_id", trace.format_span_id(context.span_id))
+    return event_dict

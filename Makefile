@@ -20,12 +20,13 @@ $(VENV)/.installed: requirements-dev.txt
 	fi
 	touch $@
 
-# Everything: 12 option sets baked and linted, hook rules, and the generated suites (the `slow`
-# tests): two on the Postgres and Redis that answer, one on embedded ones (closed ports).
+# Everything: 16 option sets baked and linted, hook rules, and the `slow` tests: the generated
+# suites (two on the Postgres and Redis that answer, one on embedded ones: closed ports) and
+# `docker compose up` of two bakes on stand-in images (tests/test_containers.py: needs dockerd).
 test: install
 	$(BIN)/python -m pytest tests
 
-# Seconds instead of minutes: everything but the generated suites and `make dev`.
+# Minutes instead of half an hour: everything but the generated suites, `make dev` and the containers.
 test-fast: install
 	$(BIN)/python -m pytest tests -m "not slow"
 

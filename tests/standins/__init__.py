@@ -1,0 +1,1 @@
+"""Stand-in images for the containers test (build.py), one Dockerfile per official image."""

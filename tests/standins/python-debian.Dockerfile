@@ -1,0 +1,15 @@
+# Stands for python:${PYTHON_VERSION}-slim, with Debian's CPython of that version. What our Dockerfile
+# relies on, kept as the official image has it: `python` at /usr/local/bin/python (uv finds the image's
+# interpreter there), the official PATH, `useradd`, and a CA bundle at Debian's path.
+# Test-only: the bundle is this machine's (its network is reached through its own CA), and
+# SSL_CERT_FILE points uv at it; the official image trusts the public CAs without any setting.
+FROM standin/base
+ARG PYTHON_VERSION
+RUN apt-get update && apt-get install -y python${PYTHON_VERSION} libpython${PYTHON_VERSION}-stdlib \
+    && rm -rf /var/lib/apt/lists/* \
+    && ln -s /usr/bin/python${PYTHON_VERSION} /usr/local/bin/python${PYTHON_VERSION} \
+    && ln -s python${PYTHON_VERSION} /usr/local/bin/python3 && ln -s python3 /usr/local/bin/python
+COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
+CMD ["python3"]

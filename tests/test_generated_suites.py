@@ -12,6 +12,7 @@ The environment passes through (TEST_REDIS_DB, POSTGRES_*, REDIS_URL for other s
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -34,15 +35,27 @@ from .conftest import clean_env, option_id
 
 pytestmark = pytest.mark.slow
 
-# The default bake, every option flipped (python_version 3.11: the one this machine runs), both
-# with the settings as given, and the default bake again with no server answering where its
-# settings point.
+
+def newest_python() -> str:
+    """The newest CPython on this machine: pyenv's builds, or `python3` when it has none."""
+    versions = Path(os.environ.get("PYENV_ROOT", "/root/.pyenv")) / "versions"
+    builds = [path for path in versions.glob("3.*") if re.fullmatch(r"3\.\d+\.\d+", path.name)]
+    if not builds:
+        return shutil.which("python3") or "python3"
+    newest = max(builds, key=lambda path: [int(part) for part in path.name.split(".")])
+    return str(newest / "bin" / "python3")
+
+
+# The default bake, every option flipped (python_version 3.11), both with the settings as given,
+# and the default bake again with no server answering where its settings point. Each venv's Python
+# (`make`'s PYTHON): the default bake's the newest here (this machine has no 3.14, the image's),
+# the others' `python3` (3.11 here, the oldest the project allows).
 RUN_BAKES = [
-    ({}, "as given"),
-    ({"python_version": "3.11", "use_celery": "no", "include_benchmarks": "no"}, "as given"),
-    ({}, "embedded"),
+    ({}, "as given", newest_python()),
+    ({"python_version": "3.11", "use_celery": "no", "include_benchmarks": "no"}, "as given", None),
+    ({}, "embedded", None),
 ]
-RUN_IDS = ["default", option_id(RUN_BAKES[1][0]), "default-embedded"]
+RUN_IDS = ["default-newest-python", option_id(RUN_BAKES[1][0]), "default-embedded"]
 SUITE_TIMEOUT = 40 * 60
 
 
@@ -101,8 +114,10 @@ def running_bake(request, bake_into, tmp_path_factory) -> Iterator[Bake]:
 
     The embedded bake lives outside pytest's temporary root: as root, `nobody` runs its PostgreSQL
     from its venv, and every new pytest run makes that root private again."""
-    options, servers = request.param
+    options, servers, python = request.param
     env = clean_env()
+    if python:
+        env["PYTHON"] = python
     with contextlib.ExitStack() as cleanup:
         if servers == "embedded":
             output = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="embedded-bake-")))
@@ -132,6 +147,12 @@ def test_generated_suite_passes(running_bake):
     assert {line.split(":")[0] for line in said} == expected, said
     embedded = {line.split(":")[0] for line in said if ": embedded (" in line}
     assert embedded == running_bake.embedded(), said
+    # pytest's header names the venv's Python: the one `make` was given.
+    given = running_bake.env.get("PYTHON", "python3")
+    version = subprocess.run([given, "--version"], capture_output=True, text=True, check=True).stdout.split()[
+        1
+    ]
+    assert f"-- Python {version}," in (running_bake.project / "make-test.log").read_text()
 
 
 def test_generated_lint_passes(running_bake):

@@ -55,19 +55,19 @@ class FairAsyncPool(AsyncAdaptedQueuePool):
     """The async pool behind a FIFO gate of the pool's size; a wait past `timeout` raises the pool's
     own TimeoutError (errors.py answers it 503 "database unavailable")."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        if self._max_overflow != 0:
+    def __init__(self, *args, max_overflow: int = 10, **kwargs) -> None:  # 10: SQLAlchemy's default
+        if max_overflow != 0:
             raise ValueError("FairAsyncPool admits pool_size checkouts: max_overflow must be 0")
+        super().__init__(*args, max_overflow=max_overflow, **kwargs)
         self.counter = WaitCounter()
         self._admission = asyncio.Semaphore(self.size())  # bound to the loop that first waits on it
 
     async def _admit(self) -> None:
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(self.timeout()):
                 await self._admission.acquire()
         except TimeoutError:
-            raise PoolTimeout(f"no connection within {self._timeout:g} s ({self.size()} in use)") from None
+            raise PoolTimeout(f"no connection within {self.timeout():g} s ({self.size()} in use)") from None
 
     def _do_get(self) -> ConnectionPoolEntry:
         with self.counter.timing():

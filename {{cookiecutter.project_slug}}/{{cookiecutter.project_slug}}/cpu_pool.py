@@ -14,11 +14,13 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
+from opentelemetry import trace
 
 from .errors import ServiceUnavailable
-from .tracing import tracer
 
 T = TypeVar("T")
+# OpenTelemetry's API only: a no-op until the app installs a tracer provider (tracing.py).
+tracer = trace.get_tracer(__name__)
 
 
 class CpuPool:

@@ -23,12 +23,27 @@ import redis
 from celery import Celery
 from celery.backends.redis import RedisBackend
 from fastapi import Depends, Request
+from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
 from .config import Settings
-from .tracing import context_headers, current_trace_id, tracer
 
 COUNT_PRIMES = "count_primes"
+# OpenTelemetry's API only: a no-op until the app installs a tracer provider (tracing.py).
+tracer = trace.get_tracer(__name__)
+
+
+def current_trace_id() -> str | None:
+    """The trace this code runs in, if it is recorded (sampled), as a tracing backend's UI spells it."""
+    context = trace.get_current_span().get_span_context()
+    return trace.format_trace_id(context.trace_id) if context.trace_flags.sampled else None
+
+
+def context_headers() -> dict[str, str]:
+    """The current trace context as message headers (W3C traceparent): empty when tracing is off."""
+    headers: dict[str, str] = {}
+    propagate.inject(headers)
+    return headers
 
 
 class GaveUp(Exception):

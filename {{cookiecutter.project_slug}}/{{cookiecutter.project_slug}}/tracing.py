@@ -4,7 +4,7 @@ Set, the api and the worker send every sampled request's spans over OTLP/HTTP (p
 endpoint. The SDK reads the other standard variables itself: OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER
 and _ARG, OTEL_EXPORTER_OTLP_* (headers, timeout, compression), OTEL_BSP_* (the queue), OTEL_SDK_DISABLED.
 Unset, nothing here runs: no provider, no span processor, no instrumentation; the spans opened by hand
-(`tracer` below) are the OpenTelemetry API's no-op ones.
+(cpu_pool.py, routers/mixed.py, jobs.py, with the OpenTelemetry API alone) are its no-op ones.
 
 Who makes which span of a request's trace:
 - the server span, named by the route template: FastAPI's instrumentation (instrument_app);
@@ -32,7 +32,7 @@ from contextlib import contextmanager
 
 import httpx
 from fastapi import FastAPI
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
@@ -57,9 +57,6 @@ QUIETED_LOGGERS = {
 }
 SHUTDOWN_SECONDS = 5.0  # the last spans' export on shutdown; a hanging collector does not hold it longer
 STATE_TRACE_ID = "trace_id"  # request.state.trace_id: what the stall report names (metrics.py)
-
-# The API's tracer: no-op until start_tracing installs a provider, then that provider's.
-tracer = trace.get_tracer(__name__)
 
 
 class ReportingExporter(SpanExporter):
@@ -155,19 +152,6 @@ def traced_clients(
         RequestsInstrumentor().uninstrument()
         HTTPXClientInstrumentor.uninstrument_client(http_client)
         SQLAlchemyInstrumentor().uninstrument()
-
-
-def current_trace_id() -> str | None:
-    """The trace this code runs in, if it is recorded (sampled), as the backend's UI spells it."""
-    context = trace.get_current_span().get_span_context()
-    return trace.format_trace_id(context.trace_id) if context.trace_flags.sampled else None
-
-
-def context_headers() -> dict[str, str]:
-    """The current trace context as message headers (W3C traceparent): empty when tracing is off."""
-    headers: dict[str, str] = {}
-    propagate.inject(headers)
-    return headers
 
 
 def add_trace_ids(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:

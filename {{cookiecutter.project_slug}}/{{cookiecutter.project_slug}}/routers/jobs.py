@@ -17,9 +17,8 @@ from pydantic import BaseModel, Field
 
 from ..deps import AppSettings
 from ..errors import ServiceUnavailable, above_limit
-from ..jobs import COUNT_PRIMES, JobQueue, Jobs
+from ..jobs import COUNT_PRIMES, JobQueue, Jobs, current_trace_id
 from ..schemas import BODY_ERRORS, PrimeCount
-from ..tracing import current_trace_id
 
 # Every web process reads the same Redis list: /metrics shows the most recent reading.
 QUEUE_DEPTH = Gauge(

@@ -31,6 +31,7 @@ WAIT = 0.2  # seconds each request holds its connection (pg_sleep)
 # the extra turn a `def` route may queue for a token to validate its response (deps.py).
 MARGIN = WAIT
 MOST_OVERTAKEN = 3 * POOL  # first come, first served: the requests of a wave or two
+CONTROL_ROUNDS = 5
 ROUTES = ["/async/db-wait", "/sync/db-wait"]
 # Small pools, and a pool timeout long enough that a starved waiter shows as overtaken, not as a 503.
 SMALL_POOLS = {
@@ -100,5 +101,12 @@ def test_waiters_are_served_in_arrival_order(fair_api, route):
 
 
 def test_control_the_stock_async_pool_fails_the_same_check(unfair_api):
-    overtaken = overtaken_on(unfair_api, "/async/db-wait")
-    assert overtaken > MOST_OVERTAKEN, f"the stock pool's worst request: overtaken only {overtaken} times"
+    """Barging is a race (a newcomer must ask between a checkin and the oldest waiter's wake-up), so
+    one round may happen to be served in order: the stock pool fails the check in CONTROL_ROUNDS at
+    most. The fair pool is held to every single round above."""
+    worst = []
+    for _ in range(CONTROL_ROUNDS):
+        worst.append(overtaken_on(unfair_api, "/async/db-wait"))
+        if worst[-1] > MOST_OVERTAKEN:
+            return
+    pytest.fail(f"the stock pool's worst request in each round was overtaken only {worst} times")

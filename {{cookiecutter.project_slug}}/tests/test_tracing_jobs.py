@@ -47,7 +47,9 @@ def test_the_job_runs_in_the_requests_trace(traced_services, otlp_receiver):
     assert job["state"] == "succeeded" and job["trace_id"] == trace_id
 
     def consumed() -> bool:
-        return any(s.kind == "CONSUMER" for s in otlp_receiver.trace(trace_id))
+        # Both ends: the worker's span and the api's server span, each process exporting in its own batches.
+        kinds = {(s.kind, s.name) for s in otlp_receiver.trace(trace_id)}
+        return ("SERVER", "POST /cpu/jobs") in kinds and any(kind == "CONSUMER" for kind, _ in kinds)
 
     assert otlp_receiver.wait_for(consumed), otlp_receiver.trace(trace_id)
     spans = otlp_receiver.trace(trace_id)

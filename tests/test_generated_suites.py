@@ -238,7 +238,13 @@ def wait_ready(dev: subprocess.Popen, url: str, log: Path) -> None:
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.5)
-    assert status == 200, f"/health/ready answered {status}; `make dev` log:\n{tail(log)}"
+    # The lines that say why it stopped come first: the servers' shutdown fills the tail.
+    why = [
+        line for line in log.read_text(errors="replace").splitlines() if "exited" in line or "Error" in line
+    ]
+    assert status == 200, f"/health/ready answered {status}; `make dev` said:\n" + "\n".join(
+        [*why, tail(log)]
+    )
     assert dev.poll() is None, f"`make dev` exited ({dev.returncode}):\n{tail(log)}"
 
 

@@ -41,8 +41,8 @@ def port_of(name: str) -> int:
     return int(os.environ.get(f"{name.upper()}_PORT") or compose_port(name))
 
 
-def supervise(services: list[Service]) -> None:
-    """Start them in order, report when the api is ready, return when one exits."""
+def supervise(services: list[Service]) -> list[Service]:
+    """Start them in order, report when the api is ready; return the ones that exited, once one has."""
     for service in services:
         service.start()
         print(f"started {service.name}: {' '.join(service.argv)}", flush=True)
@@ -51,7 +51,7 @@ def supervise(services: list[Service]) -> None:
     print(f"ready: {api.url}/docs   (Ctrl-C stops everything)", flush=True)
     while all(service.process.poll() is None for service in services):
         time.sleep(0.5)
-    print("a service exited; stopping the others", file=sys.stderr)
+    return [service for service in services if service.process.poll() is not None]
 
 
 def run_stack(servers: LocalServers) -> None:
@@ -69,10 +69,13 @@ def run_stack(servers: LocalServers) -> None:
     names = [name for name in ("upstream", "worker", "api") if name in compose_services()]
     services = [Service.from_compose(name, env, port=ports.get(name)) for name in names]
     try:
-        supervise(services)
+        exited = supervise(services)
     finally:
         for service in reversed(services):
             service.stop()
+    # Last, below the others' shutdown lines; and not 0: a service that died is a failure.
+    named = ", ".join(f"{service.name} (exit code {service.process.returncode})" for service in exited)
+    sys.exit(f"make dev: {named} exited, so the others were stopped")
 
 
 def main() -> None:

@@ -4,8 +4,8 @@ For a set of bakes covering every value of use_celery and include_benchmarks, th
 project's own commands run exactly as its README gives them: `make test` (its venv, then its suite
 against the real local Postgres and Redis), `make lint`, and `make dev` until /health/ready answers
 and a Celery job succeeds. One more default bake runs with the configured servers pointed at closed
-ports, so its suite and `make dev` take the embedded PostgreSQL and Redis (tools/embedded.py): what a
-machine with only Python and make gets. Each suite's pytest header must name the servers it used.
+ports, so its suite (but its quick benchmark) and `make dev` take the embedded PostgreSQL and Redis
+(tools/embedded.py): what a machine with only Python and make gets. Each suite's pytest header must name the servers it used.
 The environment passes through (TEST_REDIS_DB, POSTGRES_*, REDIS_URL for other servers).
 """
 
@@ -57,6 +57,9 @@ RUN_BAKES = [
 ]
 RUN_IDS = ["default-newest-python", option_id(RUN_BAKES[1][0]), "default-embedded"]
 SUITE_TIMEOUT = 40 * 60
+# The embedded bake's suite leaves out its quick benchmark (about 2.5 minutes of CI's 45): the first
+# bake runs the same code, and what differs here, the servers, every other test of the suite proves.
+EMBEDDED_SUITE_OPTIONS = "--ignore=tests/test_bench.py"
 
 
 @dataclass
@@ -124,6 +127,7 @@ def running_bake(request, bake_into, tmp_path_factory) -> Iterator[Bake]:
             # Ports that were free a moment ago: nothing answers there.
             env["POSTGRES_PORT"] = str(free_port())
             env["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
+            env["PYTEST_ADDOPTS"] = EMBEDDED_SUITE_OPTIONS
         else:
             output = tmp_path_factory.mktemp("run")
         project = bake_into(output, **options)

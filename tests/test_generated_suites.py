@@ -5,8 +5,9 @@ project's own commands run exactly as its README gives them: `make test` (its ve
 against the real local Postgres and Redis), `make lint`, and `make dev` until /health/ready answers
 and a Celery job succeeds. One more default bake runs with the configured servers pointed at closed
 ports, so its suite (but its quick benchmark) and `make dev` take the embedded PostgreSQL and Redis
-(tools/embedded.py): what a machine with only Python and make gets. Each suite's pytest header must name the servers it used.
-The environment passes through (TEST_REDIS_DB, POSTGRES_*, REDIS_URL for other servers).
+(tools/embedded.py): what a machine with only Python and make gets. Each suite's pytest header must
+name the servers it used. The environment passes through (TEST_REDIS_DB, POSTGRES_*, REDIS_URL for
+other servers).
 """
 
 import contextlib

@@ -243,13 +243,8 @@ def wait_ready(dev: subprocess.Popen, url: str, log: Path) -> None:
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.5)
-    # The lines that say why it stopped come first: the servers' shutdown fills the tail.
-    why = [
-        line for line in log.read_text(errors="replace").splitlines() if "exited" in line or "Error" in line
-    ]
-    assert status == 200, f"/health/ready answered {status}; `make dev` said:\n" + "\n".join(
-        [*why, tail(log)]
-    )
+    # tools/dev.py's last line names the service that exited, below the servers' shutdown lines.
+    assert status == 200, f"/health/ready answered {status}; `make dev` log:\n{tail(log)}"
     assert dev.poll() is None, f"`make dev` exited ({dev.returncode}):\n{tail(log)}"
 
 

@@ -24,6 +24,7 @@ from tools.native import Service, free_port
 
 IN_FLIGHT = 40
 ARRIVAL_GAP = 0.025  # seconds between two requests' arrivals: all 40 are in within a second
+STARTUP_COMPLETE = "Application startup complete."  # uvicorn logs it once per worker
 SMALL_POOLS = {"THREADPOOL_TOKENS": "10", "SYNC_DB_POOL_SIZE": "10", "ASYNC_DB_POOL_SIZE": "10"}
 
 
@@ -121,8 +122,15 @@ async def requests_then_sigterm(api: Service, delay: float) -> tuple[list[int | 
 def start_two_workers(env: dict[str, str], log_dir: Path, name: str, graceful: float) -> Service:
     overrides = {**SMALL_POOLS, "WEB_CONCURRENCY": "2", "GRACEFUL_TIMEOUT": str(graceful)}
     api = start_api({**env, **overrides}, log_dir, name=name)
-    if len(workers_of(api)) != 2:
+    try:
+        # /health/live answers once either worker serves; a slow second one (a loaded machine) would
+        # leave the first to accept every connection, so wait for both lifespans.
+        api.wait_until(lambda: api.output().count(STARTUP_COMPLETE) == 2, "start both workers")
+    except BaseException:
         api.kill()  # the caller's cleanup has not started yet
+        raise
+    if len(workers_of(api)) != 2:
+        api.kill()
         pytest.fail(f"not two workers:\n{api.log_tail()}")
     return api
 

@@ -1,5 +1,6 @@
 """From one row's raw measurements to its figures: the ceiling its kind defines, and the comparisons."""
 
+import statistics
 from dataclasses import replace
 
 from . import fifo, loadgen, scenarios
@@ -119,15 +120,20 @@ def compare_twins(rows: list[Measured]) -> None:
 
 
 def best_round(attempts: list[Measured]) -> Measured:
-    """The best round's figures, plus the server's CPU per request over all rounds."""
+    """The best round's figures, plus the server's CPU per request in its median round: a round that
+    a neighbour disturbed (a busy sibling core slows every instruction) moves neither figure."""
     best = max(attempts, key=lambda attempt: attempt.rps)
-    cpu = [attempt.server_cpu_s for attempt in attempts]
-    done = sum(attempt.completed for attempt in attempts)
-    per_request = sum(cpu) / done if None not in cpu and done and sum(cpu) else None
+    per_round = [
+        attempt.server_cpu_s / attempt.completed * 1e6
+        for attempt in attempts
+        if attempt.server_cpu_s and attempt.completed
+    ]
+    complete = len(per_round) == len(attempts)
     return replace(
         best,
         rounds_rps=[attempt.rps for attempt in attempts],
-        server_cpu_us_per_request=_round(per_request * 1e6 if per_request else None, 1),
+        rounds_cpu_us_per_request=[_round(value, 1) for value in per_round],
+        server_cpu_us_per_request=_round(statistics.median(per_round), 1) if complete and per_round else None,
     )
 
 

@@ -71,10 +71,27 @@ def top_functions(stats_file: Path, requests: int) -> list[ProfileEntry]:
     ]
 
 
+def package_share(stats_file: Path, package: str) -> float:
+    """The share of the profiled own time spent in `package`'s modules (a folder in site-packages)."""
+    stats = pstats.Stats(str(stats_file)).stats
+    total = sum(entry[2] for entry in stats.values()) or 1.0
+    marker = f"site-packages/{package}/"
+    return round(sum(entry[2] for function, entry in stats.items() if marker in function[0]) / total, 3)
+
+
 def profile_route(
     env: dict[str, str], path: str, requests: int, concurrency: int, log: Path, app: str = APP
 ) -> list[ProfileEntry]:
     """Serves `app` in a profiled child with `env`, sends it `requests` GETs of `path`, and ranks."""
+    stats_file, completed = profiled_run(env, path, requests, concurrency, log, app)
+    return top_functions(stats_file, completed)
+
+
+def profiled_run(
+    env: dict[str, str], path: str, requests: int, concurrency: int, log: Path, app: str = APP
+) -> tuple[Path, int]:
+    """The pstats file of `requests` GETs of `path` on `app` served in a profiled child, and how
+    many of them completed."""
     port = free_port()
     output = log.with_suffix(".pstats")
     output.unlink(missing_ok=True)
@@ -98,7 +115,7 @@ def profile_route(
     finally:
         child.terminate()
         child.wait(timeout=30)
-    return top_functions(output, load.completed)
+    return output, load.completed
 
 
 def wait_until_serving(port: int, path: str, child: subprocess.Popen, timeout: float = 60.0) -> None:

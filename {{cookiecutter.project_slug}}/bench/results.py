@@ -76,7 +76,8 @@ class Measured:
     slower_than_each_twin: dict[str, float | None] = field(default_factory=dict)
     slower_than_twins: float | None = None
     rounds_rps: list[float] = field(default_factory=list)  # overhead rows: every round's req/s
-    server_cpu_us_per_request: float | None = None  # overhead rows: over all rounds
+    rounds_cpu_us_per_request: list[float] = field(default_factory=list)  # overhead rows: each round's
+    server_cpu_us_per_request: float | None = None  # overhead rows: the median round's
     slowest_ms: float | None = None
     fifo_503: list[int] | None = None  # DB rows: the fewest and most 503s FIFO predicts (fifo.py)
     open_loop: OpenLoop | None = None
@@ -134,6 +135,8 @@ class Report:
     rows: list[Measured]
     targets: list[Target] = field(default_factory=list)
     profile: list[ProfileEntry] = field(default_factory=list)  # the trivial route's, by own time
+    # The share of that route's profiled time in OpenTelemetry's code, by sampling level: off and 10.
+    tracing_profile_shares: dict[str, float] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
 
     def row(self, key: str) -> Measured | None:

@@ -24,7 +24,7 @@ from {{ cookiecutter.project_slug }}.provision import admin_connection
 from . import figures, loadgen, openloop, profiler, scenarios, targets
 from .probe import LagProbe
 from .results import Measured, OpenLoop, Overhead, ProfileEntry, Report
-from .sampler import PeakSampler, cpu_seconds_by_process, cpu_spent, machine_cpu_times
+from .sampler import PeakSampler, cpu_seconds_by_process, cpu_spent, machine_cpu_times, wait_until_quiet
 from .scenarios import Config, Limits, Row
 from .stack import Stack
 
@@ -34,6 +34,9 @@ PACKAGES = (
 )  # fmt: skip
 
 Progress = Callable[[str, bool], None]
+# Before each overhead round: the machine (both CPUs) busy under 10% over a quarter second, or 10 s.
+QUIET_MACHINE = 0.10
+QUIET_TIMEOUT = 10.0
 
 
 def calibrate_cpu_job(n: int) -> float:
@@ -204,7 +207,9 @@ def run_all(config: Config, stack: Stack, progress: Progress) -> Report:
         results += run_overhead(bench, overhead, first=len(results) + 1, total=total)
     finally:
         probe.close()
-    profile = profile_trivial_route(config, stack) if overhead else []
+    profile, otel_share = profile_trivial_route(config, stack) if overhead else ([], None)
+    traced = any(row.section == scenarios.TRACING for row in overhead)
+    tracing_shares = {"off": otel_share, "10": profile_tracing_share(config, stack)} if traced else {}
     figures.compare_twins(results)
     report = Report(
         generated_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -225,31 +230,59 @@ def run_all(config: Config, stack: Stack, progress: Progress) -> Report:
         overhead=Overhead(),
         rows=results,
         profile=profile,
+        tracing_profile_shares=tracing_shares,
     )
     report.overhead = figures.overhead_summary(report)
     report.targets = targets.evaluate(report)
     return report
 
 
-def profile_trivial_route(config: Config, stack: Stack) -> list[ProfileEntry]:
-    """Where the overhead rows' app spends its time: the same route on a profiled server of its own."""
-    metrics_dir = stack.log_dir / "profile-metrics"  # multiprocess mode, as the api runs, in a fresh folder
+def profile_env(stack: Stack, name: str, extra: dict[str, str]) -> dict[str, str]:
+    """The stack's settings for a profiled server: metrics in multiprocess mode, as the api runs them,
+    in a fresh folder of its own."""
+    metrics_dir = stack.log_dir / f"{name}-metrics"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir()
-    env = {**stack.env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
-    log = stack.log_dir / "profile.log"
-    return profiler.profile_route(env, "/health/live", config.overhead_requests, config.full_concurrency, log)
+    return {**stack.env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), **extra}
+
+
+def profile_trivial_route(config: Config, stack: Stack) -> tuple[list[ProfileEntry], float]:
+    """Where the overhead rows' app spends its time: the same route on a profiled server of its own.
+    Also the share of it in OpenTelemetry's code: none, with tracing off."""
+    return profile_with(config, stack, "profile", {})
+
+
+def profile_with(
+    config: Config, stack: Stack, name: str, extra: dict[str, str]
+) -> tuple[list[ProfileEntry], float]:
+    env = profile_env(stack, name, extra)
+    log = stack.log_dir / f"{name}.log"
+    requests, concurrency = config.overhead_requests, config.full_concurrency
+    stats_file, completed = profiler.profiled_run(env, "/health/live", requests, concurrency, log)
+    return profiler.top_functions(stats_file, completed), profiler.package_share(stats_file, "opentelemetry")
+
+
+def profile_tracing_share(config: Config, stack: Stack) -> float:
+    """The share of the trivial route's event-loop time in OpenTelemetry's code at 10% sampling:
+    what the tracing rows' extra CPU is made of."""
+    tracing = {"OTEL_EXPORTER_OTLP_ENDPOINT": stack.otlp_endpoint, **scenarios.SAMPLING["10"]}
+    return profile_with(config, stack, "profile-tracing", tracing)[1]
 
 
 def run_overhead(bench: Bench, rows: list[Row], first: int, total: int) -> list[Measured]:
-    """Alternated rounds (ABC CBA ...), so that the machine's noise and any drift hit each side alike."""
-    if not rows:
-        return []
-    bench.stack.restart("api")  # both sides fresh processes started alike: the api served every row above
-    rounds: dict[str, list[Measured]] = {row.key: [] for row in rows}
-    index = first
-    for number in range(bench.config.overhead_rounds):
-        for row in rows if number % 2 == 0 else rows[::-1]:
-            rounds[row.key].append(bench.run(row, f"[{index:2d}/{total}] {row.label} {row.route}"))
-            index += 1
-    return [figures.best_round(attempts) for attempts in rounds.values()]
+    """Alternated rounds (ABC CBA ...) within each section, so that the machine's noise and any drift
+    hit each side alike. The overhead rows are compared among themselves, before the tracing rows
+    (whose exporter and sink would still be busy during the next row); each round waits for a quiet
+    machine first."""
+    results, index = [], first
+    for section in dict.fromkeys(row.section for row in rows):
+        group = [row for row in rows if row.section == section]
+        bench.stack.restart("api")  # both sides fresh processes started alike: the api served every row above
+        rounds: dict[str, list[Measured]] = {row.key: [] for row in group}
+        for number in range(bench.config.overhead_rounds):
+            for row in group if number % 2 == 0 else group[::-1]:
+                wait_until_quiet(busy_below=QUIET_MACHINE, timeout=QUIET_TIMEOUT)
+                rounds[row.key].append(bench.run(row, f"[{index:2d}/{total}] {row.label} {row.route}"))
+                index += 1
+        results += [figures.best_round(attempts) for attempts in rounds.values()]
+    return results

@@ -7,6 +7,7 @@ memory, threads and processes, because they rise and fall during a row (idle thr
 """
 
 import threading
+import time
 from dataclasses import dataclass
 
 import psutil
@@ -50,6 +51,17 @@ def machine_cpu_times() -> tuple[float, float]:
     times = psutil.cpu_times()
     total = sum(times)
     return total - times.idle - getattr(times, "iowait", 0.0), total
+
+
+def wait_until_quiet(busy_below: float, timeout: float, window: float = 0.25) -> float:
+    """Block until the whole machine was busy less than `busy_below` (a share of all its CPUs) over
+    one `window`, or `timeout` passed: what a previous row left running (an exporter flushing, a
+    server draining) then does not land on the next. The last window's share."""
+    deadline = time.monotonic() + timeout
+    while True:
+        busy = psutil.cpu_percent(interval=window) / 100
+        if busy < busy_below or time.monotonic() > deadline:
+            return busy
 
 
 @dataclass

@@ -280,10 +280,19 @@ def observability_cost(report: Report) -> Check:
 
 def tracing_within(report: Report) -> Check:
     def check(r: Measured) -> str | None:
-        cost = tracing_cost(report, r.key.rsplit(".", 1)[0], "10")
+        row = r.key.rsplit(".", 1)[0]  # tracing.live.10 -> tracing.live
+        cost = tracing_cost(report, row, "10")
         if cost is not None and cost <= TRACING_COST_TARGET:
             return None
-        return f"{r.route}: tracing at 10% costs {cost or 0:+.1%} server CPU per request over tracing off"
+        off = report.row(f"{row}.off")
+        extra = ""
+        if off and off.server_cpu_us_per_request and r.server_cpu_us_per_request:
+            extra = f" ({r.server_cpu_us_per_request - off.server_cpu_us_per_request:+.0f} µs)"
+        reason = f"{r.route}: tracing at 10% costs {cost or 0:+.1%}{extra} server CPU per request over off"
+        share = report.tracing_profile_shares.get("10")  # profiled on the trivial route, TRACING_ROWS[0]
+        if row == TRACING_ROWS[0].key and share is not None:
+            reason += f", and OpenTelemetry's code is {share:.0%} of its event-loop time under the profiler"
+        return reason
 
     return check
 

@@ -228,3 +228,12 @@ def test_the_trivial_route_is_profiled(quick: dict) -> None:
     shares = [entry["own_share"] for entry in profile]
     assert shares == sorted(shares, reverse=True) and sum(shares) <= 1
     assert "spends its time: cProfile" in quick["stdout"]
+
+
+def test_the_traced_route_is_profiled(quick: dict) -> None:
+    """At 10% sampling the profile finds OpenTelemetry's code on the request path; the control, the
+    same route with tracing off (nothing installed: only FastAPI asking whether a provider is set),
+    finds a small fraction of it."""
+    shares = quick["report"]["tracing_profile_shares"]
+    assert 0 < shares["10"] < 1 and shares["off"] < shares["10"] / 4, shares
+    assert "OpenTelemetry's own code is" in quick["stdout"]

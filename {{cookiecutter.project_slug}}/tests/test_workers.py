@@ -24,7 +24,7 @@ from tools.native import Service, free_port
 
 IN_FLIGHT = 40
 ARRIVAL_GAP = 0.025  # seconds between two requests' arrivals: all 40 are in within a second
-STARTUP_COMPLETE = "Application startup complete."  # uvicorn logs it once per worker
+STARTUP_COMPLETE = b"Application startup complete."  # uvicorn logs it once per worker
 SMALL_POOLS = {"THREADPOOL_TOKENS": "10", "SYNC_DB_POOL_SIZE": "10", "ASYNC_DB_POOL_SIZE": "10"}
 
 
@@ -121,11 +121,17 @@ async def requests_then_sigterm(api: Service, delay: float) -> tuple[list[int | 
 
 def start_two_workers(env: dict[str, str], log_dir: Path, name: str, graceful: float) -> Service:
     overrides = {**SMALL_POOLS, "WEB_CONCURRENCY": "2", "GRACEFUL_TIMEOUT": str(graceful)}
+    log_path = log_dir / f"{name}.log"
+    start = log_path.stat().st_size if log_path.exists() else 0  # a log is appended to: this start's lines
+
+    def both_started() -> bool:
+        return log_path.read_bytes()[start:].count(STARTUP_COMPLETE) == 2
+
     api = start_api({**env, **overrides}, log_dir, name=name)
     try:
         # /health/live answers once either worker serves; a slow second one (a loaded machine) would
         # leave the first to accept every connection, so wait for both lifespans.
-        api.wait_until(lambda: api.output().count(STARTUP_COMPLETE) == 2, "start both workers")
+        api.wait_until(both_started, "start both workers")
     except BaseException:
         api.kill()  # the caller's cleanup has not started yet
         raise
@@ -136,7 +142,7 @@ def start_two_workers(env: dict[str, str], log_dir: Path, name: str, graceful: f
 
 
 def test_two_workers_share_the_load_and_drain_on_sigterm(database, upstream, service_env, log_dir):
-    api = start_two_workers(service_env, log_dir, "api_two_workers", graceful=30)
+    api = start_two_workers(service_env, log_dir, "api_drain", graceful=30)
     try:
         statuses, held = asyncio.run(requests_then_sigterm(api, delay=4))
         assert sum(held) == IN_FLIGHT and min(held) > 0, f"connections per worker: {held}"

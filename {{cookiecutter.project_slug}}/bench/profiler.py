@@ -8,7 +8,7 @@ and writes the pstats file. It sees the event loop's thread only: the request pa
 and sampler threads are measured by the overhead rows). cProfile's own cost per call inflates
 small functions called often, so the table says where the time goes; the overhead rows say how
 much there is.
-`python -m bench.profiler <port> <pstats file> <app>` is the child; `profile_route` drives it.
+`python -m bench.profiler <port> <pstats file> <app>` is the child; `profiled_run` drives it.
 """
 
 import cProfile
@@ -77,14 +77,6 @@ def package_share(stats_file: Path, package: str) -> float:
     total = sum(entry[2] for entry in stats.values()) or 1.0
     marker = f"site-packages/{package}/"
     return round(sum(entry[2] for function, entry in stats.items() if marker in function[0]) / total, 3)
-
-
-def profile_route(
-    env: dict[str, str], path: str, requests: int, concurrency: int, log: Path, app: str = APP
-) -> list[ProfileEntry]:
-    """Serves `app` in a profiled child with `env`, sends it `requests` GETs of `path`, and ranks."""
-    stats_file, completed = profiled_run(env, path, requests, concurrency, log, app)
-    return top_functions(stats_file, completed)
 
 
 def profiled_run(

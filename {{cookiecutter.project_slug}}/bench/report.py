@@ -292,6 +292,12 @@ def profile_lines(report: Report) -> list[str]:
     for entry in report.profile:
         figures = f"{entry.calls_per_request:g} | {entry.own_us_per_request:g} | {entry.own_share:.1%}"
         lines.append(f"| `{entry.function}` | {figures} |")
+    if report.metrics_profile_share is not None:
+        lines += [
+            "",
+            f"Of all its own time, prometheus-client's code (the request's metric, in multiprocess mode "
+            f"as compose runs it: a value written to a shared file) is {report.metrics_profile_share:.1%}.",
+        ]
     return lines
 
 

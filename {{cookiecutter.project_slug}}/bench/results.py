@@ -135,6 +135,7 @@ class Report:
     rows: list[Measured]
     targets: list[Target] = field(default_factory=list)
     profile: list[ProfileEntry] = field(default_factory=list)  # the trivial route's, by own time
+    metrics_profile_share: float | None = None  # the share of that route's profiled time in prometheus-client
     # The share of that route's profiled time in OpenTelemetry's code, by sampling level: off and 10.
     tracing_profile_shares: dict[str, float] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)

@@ -14,6 +14,8 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
@@ -207,9 +209,7 @@ def run_all(config: Config, stack: Stack, progress: Progress) -> Report:
         results += run_overhead(bench, overhead, first=len(results) + 1, total=total)
     finally:
         probe.close()
-    profile, otel_share = profile_trivial_route(config, stack) if overhead else ([], None)
-    traced = any(row.section == scenarios.TRACING for row in overhead)
-    tracing_shares = {"off": otel_share, "10": profile_tracing_share(config, stack)} if traced else {}
+    profiles = profile_trivial_route(config, stack, overhead)
     figures.compare_twins(results)
     report = Report(
         generated_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -229,8 +229,9 @@ def run_all(config: Config, stack: Stack, progress: Progress) -> Report:
         loadgen_ceiling_rps=next(r.rps for r in results if r.key == "loadgen.raw"),
         overhead=Overhead(),
         rows=results,
-        profile=profile,
-        tracing_profile_shares=tracing_shares,
+        profile=profiles.top,
+        metrics_profile_share=profiles.metrics_share,
+        tracing_profile_shares=profiles.tracing_shares,
     )
     report.overhead = figures.overhead_summary(report)
     report.targets = targets.evaluate(report)
@@ -246,27 +247,40 @@ def profile_env(stack: Stack, name: str, extra: dict[str, str]) -> dict[str, str
     return {**stack.env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), **extra}
 
 
-def profile_trivial_route(config: Config, stack: Stack) -> tuple[list[ProfileEntry], float]:
-    """Where the overhead rows' app spends its time: the same route on a profiled server of its own.
-    Also the share of it in OpenTelemetry's code: none, with tracing off."""
-    return profile_with(config, stack, "profile", {})
+@dataclass
+class Profiles:
+    top: list[ProfileEntry] = field(default_factory=list)  # the app's own functions, by own time
+    metrics_share: float | None = None  # of its time, prometheus-client's code
+    tracing_shares: dict[str, float] = field(default_factory=dict)  # OpenTelemetry's: off and at 10%
+
+
+def profile_trivial_route(config: Config, stack: Stack, overhead: list[Row]) -> Profiles:
+    """Where the overhead rows' app spends its time: the same route on a profiled server of its own,
+    and again with tracing at 10% sampling when the tracing rows ran (what their extra CPU is)."""
+    if not overhead:
+        return Profiles()
+    top, stats_file = profile_with(config, stack, "profile", {})
+    profiles = Profiles(top, profiler.package_share(stats_file, "prometheus_client"))
+    if any(row.section == scenarios.TRACING for row in overhead):
+        tracing = {"OTEL_EXPORTER_OTLP_ENDPOINT": stack.otlp_endpoint, **scenarios.SAMPLING["10"]}
+        _, traced_file = profile_with(config, stack, "profile-tracing", tracing)
+        profiles.tracing_shares = {
+            "off": profiler.package_share(stats_file, "opentelemetry"),
+            "10": profiler.package_share(traced_file, "opentelemetry"),
+        }
+    return profiles
 
 
 def profile_with(
     config: Config, stack: Stack, name: str, extra: dict[str, str]
-) -> tuple[list[ProfileEntry], float]:
+) -> tuple[list[ProfileEntry], Path]:
+    """The trivial route profiled with the stack's settings and `extra`: its top functions and the
+    pstats file."""
     env = profile_env(stack, name, extra)
     log = stack.log_dir / f"{name}.log"
     requests, concurrency = config.overhead_requests, config.full_concurrency
     stats_file, completed = profiler.profiled_run(env, "/health/live", requests, concurrency, log)
-    return profiler.top_functions(stats_file, completed), profiler.package_share(stats_file, "opentelemetry")
-
-
-def profile_tracing_share(config: Config, stack: Stack) -> float:
-    """The share of the trivial route's event-loop time in OpenTelemetry's code at 10% sampling:
-    what the tracing rows' extra CPU is made of."""
-    tracing = {"OTEL_EXPORTER_OTLP_ENDPOINT": stack.otlp_endpoint, **scenarios.SAMPLING["10"]}
-    return profile_with(config, stack, "profile-tracing", tracing)[1]
+    return profiler.top_functions(stats_file, completed), stats_file
 
 
 def run_overhead(bench: Bench, rows: list[Row], first: int, total: int) -> list[Measured]:

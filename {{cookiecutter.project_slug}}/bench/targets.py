@@ -273,7 +273,11 @@ def observability_cost(report: Report) -> Check:
             return None
         plain, app = report.overhead.plain_cpu_us_per_request, report.overhead.app_cpu_us_per_request
         extra = f" ({app - plain:+.0f} µs: {app:.0f} vs {plain:.0f})" if app and plain else ""
-        return f"watchdog and metrics cost {cost or 0:+.1%}{extra} server CPU per request over overhead.plain"
+        reason = f"watchdog and metrics cost {cost or 0:+.1%}{extra} server CPU per request over plain"
+        if (share := report.metrics_profile_share) is not None:
+            # The watchdog and sampler threads are not on the profiled loop thread: what is, is metrics.
+            reason += f"; prometheus-client's code is {share:.1%} of the app's profiled event-loop time"
+        return reason
 
     return check
 

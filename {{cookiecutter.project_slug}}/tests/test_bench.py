@@ -228,6 +228,7 @@ def test_the_trivial_route_is_profiled(quick: dict) -> None:
     shares = [entry["own_share"] for entry in profile]
     assert shares == sorted(shares, reverse=True) and sum(shares) <= 1
     assert "spends its time: cProfile" in quick["stdout"]
+    assert 0 < quick["report"]["metrics_profile_share"] < 0.5
 
 
 def test_the_traced_route_is_profiled(quick: dict) -> None:

@@ -36,7 +36,8 @@ class HTTPError(Exception):
 
 
 class Connection:
-    """One keep-alive HTTP/1.1 connection; reopened after an error or a `Connection: close`."""
+    """One keep-alive HTTP/1.1 connection; reopened after an error, a `Connection: close`, or the
+    server's closing it while it was idle."""
 
     def __init__(self, host: str, port: int) -> None:
         self.host = host
@@ -55,6 +56,11 @@ class Connection:
         self._reader = self._writer = None
 
     async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        if self._reader is not None and self._reader.at_eof():
+            # The server closed it while it sat idle (uvicorn's keep-alive timeout is 5 s: the open
+            # loop's spare connections outlast it). Pooling clients (urllib3, httpcore) drop such a
+            # connection before they reuse it; sending on it would count the server's tidying as an error.
+            self.close()
         if self._reader is None or self._writer is None:
             reader, writer = await self.open()
         else:

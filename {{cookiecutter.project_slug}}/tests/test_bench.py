@@ -8,6 +8,7 @@ The bench starts its own services, database and Redis database (BENCH_REDIS_DB, 
 TEST_REDIS_DB): this file sorts first, so it runs before the session's Celery fixtures exist.
 """
 
+import asyncio
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from bench import fifo
+from bench.loadgen import Connection, HTTPError
 from bench.scenarios import OPEN_LOOP_SHARE
 from tools.native import PROJECT_ROOT, compose_services
 
@@ -182,6 +184,36 @@ def test_fifo_predicts_503s_only_past_the_pool_timeout() -> None:
     assert fifo.timeouts(clients=400, connections=40, hold=0.55, timeout=5.0, requests=3200) == 0
     assert fifo.timeouts(clients=400, connections=40, hold=0.56, timeout=5.0, requests=3200) >= 320
     assert fifo.timeouts(clients=40, connections=40, hold=10.0, timeout=0.1, requests=400) == 0
+
+
+async def serve_once_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers one request (or none, for /drop) and closes: a keep-alive timeout, or a server dying."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    if not head.startswith(b"GET /drop "):
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+    writer.close()
+
+
+async def two_requests_on_one_connection(second_path: str) -> list[int]:
+    server = await asyncio.start_server(serve_once_then_close, "127.0.0.1", 0)
+    connection = Connection("127.0.0.1", server.sockets[0].getsockname()[1])
+    try:
+        statuses = [(await connection.request("GET", "/"))[0]]
+        await asyncio.sleep(0.2)  # the server's close reaches the idle connection
+        statuses.append((await connection.request("GET", second_path))[0])
+        return statuses
+    finally:
+        connection.close()
+        server.close()
+
+
+def test_the_load_generator_reopens_a_connection_the_server_closed_while_idle() -> None:
+    # The open loop's spare connections outlast uvicorn's 5 s keep-alive: not the next request's error.
+    assert asyncio.run(two_requests_on_one_connection("/")) == [200, 200]
+    # The control: a server that closes without answering a request it was sent is still a failure.
+    with pytest.raises(HTTPError, match="no complete response header"):
+        asyncio.run(two_requests_on_one_connection("/drop"))
 
 
 def test_overhead_and_load_generator_figures(quick: dict, rows: dict[str, dict]) -> None:

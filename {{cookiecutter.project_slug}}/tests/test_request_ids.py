@@ -1,20 +1,26 @@
 """Request ids on the real server: a client's safe X-Request-ID is kept, returned and in the
 request's access line; anything else is replaced by a new id, and never reaches the logs. Each
-unsafe id carries a unique marker, and the control is the same search finding a safe one.
+unsafe id carries a unique marker, and the control is the same search finding a safe one. A bug's
+500 carries the id too (tests/failing_app.py), and an answer never carries two.
 
 Unsafe ids are sent over a raw socket: httpx, like any well-behaved client, refuses to send them.
 """
 
+import json
 import re
 import socket
 import uuid
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from {{ cookiecutter.project_slug }}.access import ACCESS_LOGGER
 
+from .failing_app import BUG_PATH
+from .services import start_api
 from .test_observability import eventually, records
+from tools.native import Service
 
 NEW_ID = re.compile(r"[0-9a-f]{32}")
 SAFE_IDS = {
@@ -98,3 +104,40 @@ def test_the_log_search_finds_a_safe_id_sent_the_same_way(api):
     status_line, headers = send_raw(api, f"probe-{marker}".encode())
     assert status_line.startswith(b"HTTP/1.1 200") and headers[b"x-request-id"] == f"probe-{marker}".encode()
     assert eventually(lambda: [marker] if marker in api.output() else [])
+
+
+@pytest.fixture(scope="module")
+def failing_api(database, upstream, service_env, log_dir) -> Iterator[Service]:
+    service = start_api(service_env, log_dir, name="api_failing", app="tests.failing_app:create_app")
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+def logged_bug(record: dict, request_id: str) -> bool:
+    return record.get("request_id") == request_id and "a bug on purpose" in json.dumps(record)
+
+
+def test_a_bugs_500_carries_the_id_its_traceback_is_logged_with(failing_api):
+    request_id = f"probe-{uuid.uuid4().hex[:12]}"
+    response = httpx.get(f"{failing_api.url}{BUG_PATH}", headers={"X-Request-ID": request_id})
+    assert response.status_code == 500 and response.json() == {"detail": "internal server error"}
+    assert response.headers.get_list("X-Request-ID") == [request_id]
+    assert "a bug on purpose" not in response.text  # the traceback is the log's, never the client's
+    [traceback] = eventually(lambda: [r for r in records(failing_api) if logged_bug(r, request_id)])
+    assert traceback["level"] == "error"
+    [line] = eventually(lambda: access_lines(failing_api, request_id))
+    assert (line["route"], line["status"]) == (BUG_PATH, 500)
+
+
+def test_an_answer_from_inside_the_middleware_carries_the_id_once(failing_api):
+    """The control of the test above: the handlers and routes inside AccessMiddleware get the id from
+    it, so a 404, a 422 and a 200 each carry exactly one, and a refused id is not echoed on the 500."""
+    request_id = f"probe-{uuid.uuid4().hex[:12]}"
+    for path, status in (("/no-such-path", 404), ("/async/items/not-a-number", 422), ("/health/live", 200)):
+        response = httpx.get(f"{failing_api.url}{path}", headers={"X-Request-ID": request_id})
+        assert response.status_code == status, path
+        assert response.headers.get_list("X-Request-ID") == [request_id], path
+    refused = httpx.get(f"{failing_api.url}{BUG_PATH}", headers={"X-Request-ID": "has space"})
+    assert refused.status_code == 500 and NEW_ID.fullmatch(refused.headers["X-Request-ID"])

@@ -11,8 +11,9 @@ characters needs quoting or escaping in a JSON, logfmt or plain-text line, a URL
 quotes, spaces, `=`, `;`, control characters and over-long values are refused. A refused or missing
 id is replaced by a new one (128 random bits, as hex), and the access line says it was refused
 without repeating it. The id is returned in the response and set in logs.REQUEST_ID for the rest
-of the request (it is not reset: the request's task ends with it, and the 500 handler, which runs
-outside this middleware, still logs it).
+of the request (it is not reset: the request's task ends with it, and the catch-all 500 handler,
+which runs outside this middleware, still logs it), and in request.state.request_id, which that
+handler answers with (errors.internal_error).
 """
 
 import re
@@ -29,6 +30,7 @@ from .tracing import STATE_TRACE_ID
 
 ACCESS_LOGGER = __name__  # the access line's logger: its level silences the line like any other
 REQUEST_ID_HEADER = b"x-request-id"  # as ASGI spells header names: lower case
+STATE_REQUEST_ID = "request_id"  # request.state.request_id: what errors.internal_error answers with
 SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 UNMATCHED = "<unmatched>"  # the route label of a 404: one series, not one per path scanned
 # Any other method (a scanner's invention) is counted as OTHER: labels stay a fixed, small set.
@@ -62,6 +64,7 @@ class AccessMiddleware:
             return
         request_id, refused = request_id_of(scope["headers"])
         REQUEST_ID.set(request_id)
+        scope.setdefault("state", {})[STATE_REQUEST_ID] = request_id
         id_header = (REQUEST_ID_HEADER, request_id.encode("ascii"))
         status = 500  # if the app raises before answering, the client gets ServerErrorMiddleware's 500
 

@@ -75,6 +75,16 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
     return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
 
+def internal_error(request: Request) -> JSONResponse:
+    """An unhandled exception's 500. Starlette sends it from ServerErrorMiddleware, outside
+    AccessMiddleware, which adds X-Request-ID to every other answer (the handlers above included): the
+    id it left in request.state (access.py) goes back, so the caller can quote the id that the
+    traceback's log record carries. An app without that middleware answers without one."""
+    request_id = getattr(request.state, "request_id", None)
+    headers = {"X-Request-ID": request_id} if request_id else None
+    return JSONResponse({"detail": "internal server error"}, status_code=500, headers=headers)
+
+
 def _answer(status: int, detail: str):
     async def handler(request: Request, exc: Exception) -> JSONResponse:
         log.warning("%s %s -> %s: %r", request.method, request.url.path, status, exc)
@@ -111,12 +121,12 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.connection_invalidated or sqlstate[:2] in UNAVAILABLE_SQLSTATE_CLASSES:
             return await _answer(503, "database unavailable")(request, exc)
         log.exception("%s %s -> 500", request.method, request.url.path, exc_info=exc)
-        return JSONResponse({"detail": "internal server error"}, status_code=500)
+        return JSONResponse({"detail": "internal server error"}, status_code=500)  # inside AccessMiddleware
 
     app.add_exception_handler(sqlalchemy.exc.DBAPIError, database_error)
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         # The traceback goes to the log (uvicorn re-raises it there), never to the client.
-        return JSONResponse({"detail": "internal server error"}, status_code=500)
+        return internal_error(request)
 
     app.add_exception_handler(Exception, unexpected)

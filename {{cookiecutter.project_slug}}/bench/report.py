@@ -50,7 +50,7 @@ def markdown(report: Report) -> str:
         sweep.sort(key=lambda row: (order.index(row.key.split("@")[0]), row.concurrency))
         lines += ["", *sweep_intro(report), "", *table(sweep, SWEEP_COLUMNS)]
     lines += ["", LEGEND.format(probe_ms=report.config.probe_interval * 1000), ""]
-    lines += [*workers_lines(report), *overhead_lines(report.overhead, report.config), ""]
+    lines += [*workers_lines(report), *overhead_lines(report.overhead, report.config, report.rows), ""]
     if report.profile:  # a run without the overhead rows has none
         lines += [*profile_lines(report), ""]
     lines += [*tracing_lines(report), ""]
@@ -250,7 +250,22 @@ def tracing_profile_sentence(shares: dict[str, float]) -> str:
     )
 
 
-def overhead_lines(overhead: Overhead, config: Config) -> list[str]:
+def round_spread(rows: list[Measured]) -> str:
+    """Each overhead row's cheapest and dearest round: how far the machine moved its figure."""
+    spans = [
+        f"{row.label} {min(rounds):g}-{max(rounds):g}"
+        for row in rows
+        if row.key.startswith("overhead.") and (rounds := row.rounds_cpu_us_per_request)
+    ]
+    if not spans:
+        return ""
+    return (
+        f" Rounds ranged, in µs per request: {'; '.join(spans)}. A difference inside those spreads is "
+        "this machine's neighbours, not the code (each round's figure is in the JSON)."
+    )
+
+
+def overhead_lines(overhead: Overhead, config: Config, rows: list[Measured]) -> list[str]:
     if overhead.ratio is None:
         return ["Framework overhead: not measured in this run."]
     routed = (
@@ -276,6 +291,7 @@ def overhead_lines(overhead: Overhead, config: Config) -> list[str]:
         f"({overhead.throughput_ratio:.0%}; on a shared machine this one moves with the neighbours)."
         + routed
         + watching
+        + round_spread(rows)
     ]
 
 

@@ -227,6 +227,12 @@ def test_overhead_and_load_generator_figures(quick: dict, rows: dict[str, dict])
     assert overhead["observability_cost"] == pytest.approx(
         overhead["app_cpu_us_per_request"] / overhead["plain_cpu_us_per_request"] - 1, abs=1e-3
     )
+    # Each round's figure is kept, and the page gives their spread: the machine's noise, in the open.
+    app_rounds = rows["overhead.app"]["rounds_cpu_us_per_request"]
+    assert len(app_rounds) == report["config"]["overhead_rounds"]
+    assert min(app_rounds) <= overhead["app_cpu_us_per_request"] <= max(app_rounds)
+    spread = f"generated app {min(app_rounds):g}-{max(app_rounds):g}."
+    assert spread in (quick["output"] / "bench.md").read_text()
     assert report["loadgen_ceiling_rps"] == rows["loadgen.raw"]["rps"]
     assert report["limits"]["threadpool_tokens"] > 0 and report["limits"]["cpus"] >= 1
     assert report["config"]["quick"] is True and report["versions"]["fastapi"]

@@ -255,7 +255,7 @@ def round_spread(rows: list[Measured]) -> str:
     spans = [
         f"{row.label} {min(rounds):g}-{max(rounds):g}"
         for row in rows
-        if row.key.startswith("overhead.") and (rounds := row.rounds_cpu_us_per_request)
+        if row.section == scenarios.OVERHEAD and (rounds := row.rounds_cpu_us_per_request)
     ]
     if not spans:
         return ""

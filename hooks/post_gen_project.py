@@ -17,7 +17,7 @@ INCLUDE_BENCHMARKS = {{ cookiecutter.include_benchmarks|tojson }} == "yes"
 SLUG = {{ cookiecutter.project_slug|tojson }}
 
 CELERY_ONLY = [
-    f"{SLUG}/jobs.py",
+    f"{SLUG}/resources/job_queue.py",
     f"{SLUG}/worker.py",
     f"{SLUG}/routers/jobs.py",
     "tests/test_jobs.py",

@@ -273,7 +273,7 @@ def test_celery_present_or_gone(bake):
     project, options = bake
     slug = project.name
     celery_only = [
-        f"{slug}/jobs.py",
+        f"{slug}/resources/job_queue.py",
         f"{slug}/worker.py",
         f"{slug}/routers/jobs.py",
         "tests/test_jobs.py",

@@ -233,7 +233,7 @@ def stack(bake_into, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack
     flush_redis = f"import redis; redis.Redis.from_url({settings['REDIS_URL']!r}).flushdb()"
     bake_python(bake, flush_redis, env)  # this run's Redis database (TEST_REDIS_DB), empty
     python = bake / ".venv" / "bin" / "python"
-    argv = ["uvicorn", f"{slug}.upstream_stub:app", "--port", str(upstream_port)]
+    argv = ["uvicorn", "upstream_stub:app", "--port", str(upstream_port)]
     upstream = start(python, argv, bake, env, bake / "upstream.log", settings["UPSTREAM_URL"])
     copying = (bake / "docs" / "copying.md").read_text()
     try:

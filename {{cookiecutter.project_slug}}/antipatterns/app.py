@@ -11,10 +11,10 @@ from fastapi import APIRouter, FastAPI
 from sqlalchemy import func, select, text
 
 from {{ cookiecutter.project_slug }} import main
-from {{ cookiecutter.project_slug }}.clients import fetch_delay_blocking
 from {{ cookiecutter.project_slug }}.deps import AppSettings, AsyncDB, RequestsSession, SyncSessions
 from {{ cookiecutter.project_slug }}.models import Item
 from {{ cookiecutter.project_slug }}.primes import count_primes
+from {{ cookiecutter.project_slug }}.resources.clients import fetch_delay_blocking
 from {{ cookiecutter.project_slug }}.schemas import WaitSeconds
 
 router = APIRouter(prefix="/anti", tags=["anti-patterns: blocking inside async def"])

@@ -25,8 +25,8 @@ import httpx
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 
-from {{ cookiecutter.project_slug }}.clients import fetch_delay
 from {{ cookiecutter.project_slug }}.main import create_app
+from {{ cookiecutter.project_slug }}.resources.clients import fetch_delay
 from {{ cookiecutter.project_slug }}.schemas import UpstreamReply, WaitSeconds
 
 from antipatterns.app import router as antipattern_router

@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 
 from {{ cookiecutter.project_slug }}.config import AdminSettings, Settings, load_settings
+from {{ cookiecutter.project_slug }}.operations.provision import admin_connection
 from {{ cookiecutter.project_slug }}.primes import count_primes
-from {{ cookiecutter.project_slug }}.provision import admin_connection
 
 from . import figures, loadgen, openloop, profiler, scenarios, targets
 from .probe import LagProbe

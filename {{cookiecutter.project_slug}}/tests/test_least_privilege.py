@@ -20,7 +20,7 @@ import redis
 from psycopg2 import sql
 
 from {{ cookiecutter.project_slug }}.config import AdminSettings
-from {{ cookiecutter.project_slug }}.provision import admin_connection
+from {{ cookiecutter.project_slug }}.operations.provision import admin_connection
 {%- if cookiecutter.use_celery == "yes" %}
 
 from tools.embedded_redis import RedisServer

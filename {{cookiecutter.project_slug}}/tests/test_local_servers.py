@@ -10,7 +10,7 @@ import psycopg2
 import pytest
 
 from {{ cookiecutter.project_slug }}.config import AdminSettings
-from {{ cookiecutter.project_slug }}.provision import provision
+from {{ cookiecutter.project_slug }}.operations.provision import provision
 
 from tools.embedded import EmbeddedPostgres, choose, on_this_machine
 from tools.native import free_port

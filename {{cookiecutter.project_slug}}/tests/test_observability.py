@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from {{ cookiecutter.project_slug }} import errors
 from {{ cookiecutter.project_slug }}.config import Settings
-from {{ cookiecutter.project_slug }}.watchdog import REPORTS_PER_MINUTE
+from {{ cookiecutter.project_slug }}.observability.watchdog import REPORTS_PER_MINUTE
 
 from .loop_guard import guard, openapi_of, route_calls
 from .services import start_api

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from {{ cookiecutter.project_slug }}.access import ACCESS_LOGGER
+from {{ cookiecutter.project_slug }}.observability.access import ACCESS_LOGGER
 
 from .failing_app import BUG_PATH
 from .services import start_api

@@ -16,8 +16,8 @@ import psutil
 import pytest
 from httpx_aiohttp import AiohttpTransport
 
-from {{ cookiecutter.project_slug }}.budget import read_server_limits
 from {{ cookiecutter.project_slug }}.config import Settings
+from {{ cookiecutter.project_slug }}.operations.budget import read_server_limits
 
 from .services import start_api
 from tools.native import Service, free_port

@@ -11,8 +11,8 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from {{ cookiecutter.project_slug }}.config import Settings, get_settings
-from {{ cookiecutter.project_slug }}.db import async_sessions
 from {{ cookiecutter.project_slug }}.errors import install_error_handlers
+from {{ cookiecutter.project_slug }}.resources.db import async_sessions
 from {{ cookiecutter.project_slug }}.routers import async_io, health
 
 

@@ -5,7 +5,7 @@ from contextlib import closing
 from psycopg2 import sql
 
 from {{ cookiecutter.project_slug }}.config import AdminSettings
-from {{ cookiecutter.project_slug }}.provision import admin_connection, names
+from {{ cookiecutter.project_slug }}.operations.provision import admin_connection, names
 
 
 def drop_database(settings: AdminSettings) -> None:

@@ -14,18 +14,25 @@ import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from .access import ACCESS_LOGGER, AccessMiddleware
-from .clients import make_http_client, make_requests_session, make_upstream_transport
 from .config import Settings, get_settings
-from .cpu_pool import CpuPool
-from .db import async_sessions, make_async_engine, make_sync_engine, ping_async, ping_sync, sync_sessions
 from .errors import install_error_handlers
-from .logs import configure_logging
-from .metrics_endpoint import router as metrics_router
-from .observability import observe
+from .observability.access import ACCESS_LOGGER, AccessMiddleware
+from .observability.logs import configure_logging
+from .observability.metrics_endpoint import router as metrics_router
+from .observability.monitor import observe
+from .observability.sampling import engine_sample, http_client_sample, process_pool_sample, threadpool_sample
+from .observability.tracing import shut_down, start_tracing, trace_app, traced_clients
+from .resources.clients import make_http_client, make_requests_session, make_upstream_transport
+from .resources.db import (
+    async_sessions,
+    make_async_engine,
+    make_sync_engine,
+    ping_async,
+    ping_sync,
+    sync_sessions,
+)
+from .resources.process_pool import CpuPool
 from .routers import ROUTERS
-from .sampling import engine_sample, http_client_sample, process_pool_sample, threadpool_sample
-from .tracing import shut_down, start_tracing, trace_app, traced_clients
 
 
 def close_off_the_loop(resources: AsyncExitStack, close: Callable[[], object]) -> None:

@@ -13,9 +13,9 @@ from celery import Celery, Task, signals
 from opentelemetry.instrumentation.celery import CeleryInstrumentor
 
 from .config import get_settings
-from .jobs import COUNT_PRIMES, GaveUp, job_key, make_celery, make_redis
+from .observability.tracing import shut_down, start_tracing
 from .primes import count_primes
-from .tracing import shut_down, start_tracing
+from .resources.job_queue import COUNT_PRIMES, GaveUp, job_key, make_celery, make_redis
 
 
 def count_primes_job(task: Task, below: int) -> dict[str, int]:

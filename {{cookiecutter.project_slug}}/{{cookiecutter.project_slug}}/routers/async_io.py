@@ -6,9 +6,9 @@ work in this module: any of them stops every request on the process, not just th
 from fastapi import APIRouter, HTTPException, status
 from sqlalchemy import select, text
 
-from ..clients import fetch_delay
 from ..deps import AsyncDB, HttpClient
 from ..models import Item
+from ..resources.clients import fetch_delay
 from ..schemas import (
     BODY_ERRORS,
     ItemCreate,

@@ -8,10 +8,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from ..cpu_pool import ProcessPool
 from ..deps import AppSettings
 from ..errors import above_limit
 from ..primes import count_primes
+from ..resources.process_pool import ProcessPool
 from ..schemas import PrimeCount
 
 router = APIRouter(prefix="/cpu", tags=["CPU work: process pool"])

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from ..deps import AppSettings
 from ..errors import ServiceUnavailable, above_limit
-from ..jobs import COUNT_PRIMES, JobQueue, Jobs, current_trace_id
+from ..resources.job_queue import COUNT_PRIMES, JobQueue, Jobs, current_trace_id
 from ..schemas import BODY_ERRORS, PrimeCount
 
 # Every web process reads the same Redis list: /metrics shows the most recent reading.

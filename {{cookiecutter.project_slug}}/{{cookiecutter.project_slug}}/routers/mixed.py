@@ -8,9 +8,9 @@ from fastapi.concurrency import run_in_threadpool
 from opentelemetry import trace
 from sqlalchemy import func, select
 
-from ..clients import fetch_delay_blocking
 from ..deps import AppSettings, AsyncDB, RequestsSession
 from ..models import Item
+from ..resources.clients import fetch_delay_blocking
 from ..schemas import Report, WaitSeconds
 
 # OpenTelemetry's API only: a no-op until the app installs a tracer provider (tracing.py).

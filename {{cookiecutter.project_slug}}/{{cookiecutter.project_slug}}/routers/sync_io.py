@@ -8,9 +8,9 @@ before the response is validated (see deps.py for the deadlock this avoids).
 from fastapi import APIRouter, HTTPException, status
 from sqlalchemy import select, text
 
-from ..clients import fetch_delay_blocking
 from ..deps import AppSettings, RequestsSession, SyncSessions
 from ..models import Item
+from ..resources.clients import fetch_delay_blocking
 from ..schemas import (
     BODY_ERRORS,
     ItemCreate,

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, create_engine, event, exc, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import sessionmaker
 
-from .config import Settings
+from ..config import Settings
 from .pools import CountedQueuePool, FairAsyncPool
 
 

@@ -1,6 +1,6 @@
 """Least privilege: the database and its two roles, made by a superuser before anything else runs.
 
-`python -m {{ cookiecutter.project_slug }}.provision` is the compose `provision` service, run before migrate and the
+`python -m {{ cookiecutter.project_slug }}.operations.provision` is the compose `provision` service, run before migrate and the
 api (`make dev` runs the same argv natively). It is idempotent: every run creates what is missing and sets
 the passwords from the settings again, so a password changed in .env takes effect at the next start.
 (PostgreSQL images also run scripts from /docker-entrypoint-initdb.d, but only on an empty data
@@ -20,7 +20,7 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
-from .config import AdminSettings, load_settings
+from ..config import AdminSettings, load_settings
 
 # A new role gets them with CREATE, an existing one again with ALTER (a password changed in .env).
 ROLE_OPTIONS = "{role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT PASSWORD {password}"

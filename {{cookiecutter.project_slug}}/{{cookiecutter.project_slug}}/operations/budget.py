@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import psycopg2
 
-from .config import Settings
+from ..config import Settings
 
 MIGRATE_CONNECTIONS = 1  # alembic holds one connection while it runs (next to the running api, in a deploy)
 CELERY_CONNECTIONS = 0  # the jobs compute and use Redis only; a job that queries adds its pool here

@@ -26,7 +26,7 @@ from fastapi import Depends, Request
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
-from .config import Settings
+from ..config import Settings
 
 COUNT_PRIMES = "count_primes"
 # OpenTelemetry's API only: a no-op until the app installs a tracer provider (tracing.py).

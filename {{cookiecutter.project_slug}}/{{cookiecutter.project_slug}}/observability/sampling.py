@@ -13,8 +13,9 @@ from collections.abc import Callable
 
 import anyio
 
-from .clients import UpstreamTransport
-from .cpu_pool import CpuPool
+from ..resources.clients import UpstreamTransport
+from ..resources.pools import CountedQueuePool, FairAsyncPool
+from ..resources.process_pool import CpuPool
 from .metrics import (
     DB_POOL_CHECKED_OUT,
     DB_POOL_OVERFLOW,
@@ -28,7 +29,6 @@ from .metrics import (
     THREADPOOL_TOKENS,
     THREADPOOL_WAITING,
 )
-from .pools import CountedQueuePool, FairAsyncPool
 
 log = logging.getLogger(__name__)
 

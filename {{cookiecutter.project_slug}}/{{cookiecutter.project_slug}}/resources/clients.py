@@ -10,8 +10,8 @@ import requests
 from httpx_aiohttp import AiohttpTransport
 from requests.adapters import HTTPAdapter
 
-from .config import Settings
-from .schemas import UpstreamReply
+from ..config import Settings
+from ..schemas import UpstreamReply
 
 
 class UpstreamTransport(AiohttpTransport):

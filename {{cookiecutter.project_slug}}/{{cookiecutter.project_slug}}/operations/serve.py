@@ -1,4 +1,5 @@
-"""The api's entrypoint: `python -m {{ cookiecutter.project_slug }}.serve <uvicorn arguments>` (compose, the image, k8s).
+"""The api's entrypoint (compose, the image, k8s):
+`python -m {{ cookiecutter.project_slug }}.operations.serve <uvicorn arguments>`.
 
 Before uvicorn forks its workers, this settles how many there are and checks that their database
 pools fit in PostgreSQL's connections (budget.py); then it runs uvicorn's own command line, in this
@@ -19,8 +20,8 @@ from pathlib import Path
 import psycopg2
 import uvicorn.main
 
+from ..config import Settings, load_settings
 from .budget import Budget, read_server_limits, workers_that_fit
-from .config import Settings, load_settings
 
 CGROUP_CPU_QUOTA = Path("/sys/fs/cgroup/cpu.max")  # "<quota> <period>" in microseconds, or "max ..."
 

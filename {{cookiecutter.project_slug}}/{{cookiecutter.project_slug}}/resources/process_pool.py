@@ -16,7 +16,7 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Request
 from opentelemetry import trace
 
-from .errors import ServiceUnavailable
+from ..errors import ServiceUnavailable
 
 T = TypeVar("T")
 # OpenTelemetry's API only: a no-op until the app installs a tracer provider (tracing.py).

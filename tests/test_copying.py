@@ -296,7 +296,7 @@ CHECKS = {
     "routers/cpu.py": check_cpu,
     "routers/jobs.py": check_jobs,
 }
-WATCHDOG = "watchdog.py"
+WATCHDOG = "observability/watchdog.py"
 LOOP_GUARD = "tests/loop_guard.py"
 PATTERNS = [*CHECKS, WATCHDOG]  # each built with the loop guard
 

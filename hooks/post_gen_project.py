@@ -24,6 +24,7 @@ CELERY_ONLY = [
     "tools/embedded_redis.py",
     "tests/test_tracing_jobs.py",
     "deploy/k8s/worker.yaml",
+    "docs/jobs.md",
 ]
 BENCHMARK_ONLY = ["bench", "tests/test_bench.py", "docs/benchmark.md", "docs/benchmark.json"]
 

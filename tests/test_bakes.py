@@ -278,6 +278,7 @@ def test_celery_present_or_gone(bake):
         f"{slug}/routers/jobs.py",
         "tests/test_jobs.py",
         "tools/embedded_redis.py",
+        "docs/jobs.md",
     ]
     if options["use_celery"] == "yes":
         assert all((project / relative).is_file() for relative in celery_only)

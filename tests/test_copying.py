@@ -44,6 +44,10 @@ async def blocking() -> dict[str, str]:
 """
 
 
+# The app a recipe's main.py block joins (the blocks add to an `app` that exists).
+EXISTING_APP = "from fastapi import FastAPI\n\napp = FastAPI()\n"
+
+
 @dataclass
 class Recipe:
     title: str
@@ -69,6 +73,9 @@ def build(bake: Path, parts: list[Recipe], folder: Path, package: str, tests: st
     """The user's project: the listed files (but `drop`), the blocks appended to their targets, and
     an empty __init__.py in each folder (the user's own packages)."""
     slug = bake.name
+    main = folder / package / "main.py"
+    main.parent.mkdir(parents=True, exist_ok=True)
+    main.write_text(EXISTING_APP)
     for recipe in parts:
         for listed in recipe.files:
             if listed == drop:
@@ -386,11 +393,11 @@ def assert_stall_reported(server: Server) -> None:
 
 def test_recipes_cover_every_pattern(stack):
     assert set(stack.recipes) == {*PATTERNS, LOOP_GUARD}
-    config = (stack.bake / stack.bake.name / "config.py").read_text()
     for recipe in stack.recipes.values():
         assert "main.py" in recipe.blocks, f"{recipe.title}: no main.py block"
-        unknown = [name for name in recipe.settings if not re.search(rf"^    {name.lower()}: ", config, re.M)]
-        assert not unknown, f"{recipe.title} names settings config.py does not have: {unknown}"
+        declared = "".join((stack.bake / path).read_text() for path in recipe.files if path.endswith(".py"))
+        unknown = [name for name in recipe.settings if not re.search(rf"^    {name.lower()}: ", declared, re.M)]
+        assert not unknown, f"{recipe.title} names settings its files do not declare: {unknown}"
         assert recipe.settings or recipe.files == [LOOP_GUARD], f"{recipe.title} names no setting"
         missing = [path for path in recipe.files if not (stack.bake / path).is_file()]
         assert not missing, f"{recipe.title} lists files the bake does not have: {missing}"

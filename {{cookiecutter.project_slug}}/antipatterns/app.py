@@ -11,11 +11,12 @@ from fastapi import APIRouter, FastAPI
 from sqlalchemy import func, select, text
 
 from {{ cookiecutter.project_slug }} import main
-from {{ cookiecutter.project_slug }}.deps import AppSettings, AsyncDB, RequestsSession, SyncSessions
-from {{ cookiecutter.project_slug }}.models import Item
+from {{ cookiecutter.project_slug }}.models import Item, WaitSeconds
 from {{ cookiecutter.project_slug }}.primes import count_primes
-from {{ cookiecutter.project_slug }}.resources.clients import fetch_delay_blocking
-from {{ cookiecutter.project_slug }}.schemas import WaitSeconds
+from {{ cookiecutter.project_slug }}.resources.async_database import AsyncDB
+from {{ cookiecutter.project_slug }}.resources.requests_session import RequestsSession
+from {{ cookiecutter.project_slug }}.resources.sync_database import SyncSessions
+from {{ cookiecutter.project_slug }}.routers.mixed import fetch_delay_blocking
 
 router = APIRouter(prefix="/anti", tags=["anti-patterns: blocking inside async def"])
 
@@ -34,13 +35,13 @@ async def psycopg2_in_async(seconds: WaitSeconds, sessions: SyncSessions) -> dic
 
 
 @router.get("/upstream")
-async def requests_in_async(delay: WaitSeconds, http: RequestsSession, settings: AppSettings) -> dict:
-    return fetch_delay_blocking(http, settings, delay).model_dump()  # WRONG: requests blocks the loop
+async def requests_in_async(delay: WaitSeconds, http: RequestsSession) -> dict:
+    return fetch_delay_blocking(http, delay).model_dump()  # WRONG: requests blocks the loop
 
 
 @router.get("/mixed")
-async def naive_mixed(delay: WaitSeconds, db: AsyncDB, http: RequestsSession, settings: AppSettings) -> dict:
-    upstream = fetch_delay_blocking(http, settings, delay)  # WRONG: should go through run_in_threadpool
+async def naive_mixed(delay: WaitSeconds, db: AsyncDB, http: RequestsSession) -> dict:
+    upstream = fetch_delay_blocking(http, delay)  # WRONG: should go through run_in_threadpool
     item_count = await db.scalar(select(func.count()).select_from(Item))
     return {"item_count": item_count, "upstream": upstream.model_dump()}
 

@@ -26,8 +26,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 
 from {{ cookiecutter.project_slug }}.main import create_app
-from {{ cookiecutter.project_slug }}.resources.clients import fetch_delay
-from {{ cookiecutter.project_slug }}.schemas import UpstreamReply, WaitSeconds
+from {{ cookiecutter.project_slug }}.models import UpstreamReply, WaitSeconds
 
 from antipatterns.app import router as antipattern_router
 
@@ -65,7 +64,9 @@ async def threadpool_sleep(seconds: WaitSeconds) -> dict[str, float]:
 
 @router.get("/httpcore-upstream")
 async def httpcore_upstream(delay: WaitSeconds, request: Request) -> UpstreamReply:
-    return await fetch_delay(request.app.state.httpcore_client, delay)
+    response = await request.app.state.httpcore_client.get(f"/delay/{delay}")
+    response.raise_for_status()
+    return UpstreamReply(delay=delay, upstream_status=response.status_code, upstream_body=response.json())
 
 
 app = create_app()

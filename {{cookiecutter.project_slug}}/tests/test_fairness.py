@@ -1,23 +1,20 @@
 """More requests than pool connections: they are served in about their arrival order, on both engines.
 
-The load is closed-loop, like ab: each client sends its next request as soon as the last one answered,
-so connections come back and new requests arrive in waves, the moment a newcomer could take a
-connection ahead of the requests already waiting (pools.py). Each request is stamped when sent and
-when answered. A request is overtaken by a later one that was answered more than MARGIN before it:
-first come, first served, only requests of about the same wave do that; a waiter that newcomers keep
-passing is overtaken by many. The control, tests/unfair_app.py (the stock async pool), must fail the
-same check.
+The load is closed-loop, like ab: each client sends its next request as soon as the last one answered, so
+connections come back and new requests arrive in waves, the moment a newcomer could take a connection ahead of
+the requests already waiting (resources/async_database.py). Each request is stamped when sent and when
+answered. A request is overtaken by a later one that was answered more than MARGIN before it: first come,
+first served, only requests of about the same wave do that; a waiter that newcomers keep passing is overtaken
+by many. The control, tests/unfair_app.py (the stock async pool), must fail the same check.
 
-The sync route has no unfair twin to fail: with more threadpool tokens than psycopg2 connections
-(which Settings refuse), the threads waiting in the pool's queue were still served near arrival order.
-Its clients are fewer: a `def` route queues for a token twice (the endpoint, then the validation of
-its response, which FastAPI also runs in the threadpool), each time behind every client waiting, so
-the figure grows with the clients.
-Measured, the most later requests that overtook one request: with 8 clients per connection, fair
-async pool 0, 0, 0 and stock async pool 26, 27, 49 (embedded PostgreSQL); the sync route 9, 3, 0
-there but 24 once in CI. With 4 clients per connection, the sync route 0 to 12 and the stock pool
-only 10 to 12, too close to any threshold: barging needs newcomers asking the moment a connection
-comes back.
+The sync route has no unfair twin to fail: with more threadpool tokens than psycopg2 connections (which
+Settings refuse), the threads waiting in the pool's queue were still served near arrival order. Its clients
+are fewer: a `def` route queues for a token twice (the endpoint, then the validation of its response, which
+FastAPI also runs in the threadpool), each time behind every client waiting, so the figure grows with the
+clients. Measured, the most later requests that overtook one request: with 8 clients per connection, fair
+async pool 0, 0, 0 and stock async pool 26, 27, 49 (embedded PostgreSQL); the sync route 9, 3, 0 there but 24
+once in CI. With 4 clients per connection, the sync route 0 to 12 and the stock pool only 10 to 12, too close
+to any threshold: barging needs newcomers asking the moment a connection comes back.
 """
 
 import asyncio
@@ -37,7 +34,7 @@ CLIENTS = {"/async/db-wait": 8 * POOL, "/sync/db-wait": 4 * POOL}
 REQUESTS = 128
 WAIT = 0.2  # seconds each request holds its connection (pg_sleep)
 # Answered a whole wait earlier to count as overtaking: more than the machine's jitter, and more than
-# the extra turn a `def` route may queue for a token to validate its response (deps.py).
+# the extra turn a `def` route may queue for a token to validate its response (resources/sync_database.py).
 MARGIN = WAIT
 MOST_OVERTAKEN = 4 * POOL  # first come, first served: the requests of a wave or two (and see above)
 CONTROL_ROUNDS = 3

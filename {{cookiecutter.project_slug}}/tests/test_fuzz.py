@@ -10,7 +10,7 @@ import pytest
 from schemathesis import Case
 
 from {{ cookiecutter.project_slug }}.config import AdminSettings
-from {{ cookiecutter.project_slug }}.schemas import MAX_WAIT_SECONDS
+from {{ cookiecutter.project_slug }}.models import MAX_WAIT_SECONDS
 
 from .fuzz import fuzz
 from .otlp_receiver import Receiver, traced_env

@@ -15,7 +15,7 @@ ENTRY_MODULES = [
     "antipatterns.app",
 ]
 # A value no process can start with: any module that reads settings at import fails on it.
-BROKEN_SETTINGS = {"POSTGRES_PORT": "not-a-port"}
+BROKEN_SETTINGS = {"POSTGRES_PORT": "not-a-port", "REDIS_TIMEOUT": "not-a-number"}
 
 
 def run_python(code: str, settings: dict[str, str] = BROKEN_SETTINGS) -> subprocess.CompletedProcess:
@@ -46,7 +46,7 @@ def test_the_worker_app_is_built_when_celery_asks_for_it():
     """Negative control: the lookup `celery --app` makes builds the app, and reads the settings."""
     result = run_python("import {{ cookiecutter.project_slug }}.worker as worker; worker.app")
     assert result.returncode != 0
-    assert "POSTGRES_PORT" in result.stderr
+    assert "REDIS_TIMEOUT" in result.stderr  # the worker reads the job queue's settings alone
 {%- endif %}
 
 

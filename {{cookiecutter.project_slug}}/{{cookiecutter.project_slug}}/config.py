@@ -1,54 +1,38 @@
-"""Settings, read once from the environment (and `.env`) and validated at start.
+"""The api's settings, read once from the environment (and `.env`) and validated at start.
 
-The concurrency budget lives here, in one place, because these numbers together bound throughput.
-Little's law: a route whose requests each hold something for W seconds serves at most
-(how many can hold it at once) / W requests per second. Each request holds one unit of every
-limit it touches for its whole wait, so the smallest of them binds. Every limit is per api worker
-process (WEB_CONCURRENCY of them, serve.py): the pools multiply, and budget.py checks their sum
-against PostgreSQL's max_connections before the workers start.
-
-| setting              | what holds one unit for the whole wait                  | binds                  |
-|----------------------|---------------------------------------------------------|------------------------|
-| THREADPOOL_TOKENS    | a `def` route or dependency, a run_in_threadpool call   | `def` routes, /mixed   |
-| SYNC_DB_POOL_SIZE    | a psycopg2 connection; >= tokens so no thread starves   | (the tokens bind first)|
-| ASYNC_DB_POOL_SIZE   | an asyncpg connection, held while a query runs          | `async def` + database |
-| HTTP_MAX_CONNECTIONS | a socket of the shared httpx.AsyncClient                | `async def` + upstream |
-| (requests pool)      | sized to THREADPOOL_TOKENS: one connection per thread   | (the tokens bind first)|
-| PROCESS_POOL_WORKERS | a CPU job computing in the web process                  | /cpu/compute           |
-
-What this means for the two keywords:
-- Waiting on an upstream: a `def` route holds a thread (40 by default; each costs memory and
-  scheduling), an `async def` route holds only a socket, so HTTP_MAX_CONNECTIONS can be far larger
-  than the threadpool: 256 waits at once against 40.
-- Waiting on the database: both keywords hold a pooled connection, so the pool binds both alike.
-  The two pools are the same size by default, and `async def` is no faster here; more connections
-  only help if PostgreSQL has them to give (max_connections, shared by every process).
+Rule: each resource module declares the variables it reads (resources/); Settings is all of them plus
+the app's own, so one object holds every number, and operations/ and tools/ read them from one place.
+How the limits bind together, and each setting's reason: docs/concurrency.md.
 """
 
 from functools import lru_cache
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 from sqlalchemy import URL
 
+from .resources.async_database import AsyncDatabaseSettings
+from .resources.http_client import HttpClientSettings
+{%- if cookiecutter.use_celery == "yes" %}
+from .resources.job_queue import JobQueueSettings
+{%- endif %}
+from .resources.process_pool import ProcessPoolSettings
+from .resources.requests_session import RequestsSessionSettings
+from .resources.sync_database import SyncDatabaseSettings
 
-class Settings(BaseSettings):
+
+class Settings(
+    AsyncDatabaseSettings,
+    SyncDatabaseSettings,
+    HttpClientSettings,
+    RequestsSessionSettings,
+    ProcessPoolSettings,
+{%- if cookiecutter.use_celery == "yes" %}
+    JobQueueSettings,
+{%- endif %}
+):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
-
-    postgres_host: str = "127.0.0.1"
-    postgres_port: int = Field(5432, gt=0, lt=65536)
-    # The role the api and the worker connect as: it reads and writes rows, and nothing else
-    # (provision.py grants it exactly that; migrate uses the owner's role of OwnerSettings).
-    postgres_user: str = "{{ cookiecutter.project_slug }}_app"
-    postgres_password: str = ""
-    postgres_db: str = "{{ cookiecutter.project_slug }}"
-    db_connect_timeout: float = Field(2.0, gt=0, description="seconds to open a connection")
-    db_pool_timeout: float = Field(5.0, gt=0, description="seconds to wait for a pooled connection")
-
-    threadpool_tokens: int = Field(40, ge=1, le=1000)
-    sync_db_pool_size: int = Field(40, ge=1)
-    async_db_pool_size: int = Field(40, ge=1)
 
     # Processes, and the connections they may hold together (budget.py, serve.py).
     web_concurrency: int | None = Field(
@@ -62,16 +46,6 @@ class Settings(BaseSettings):
         30, ge=1, description="seconds in-flight requests get to finish after SIGTERM"
     )
 
-    upstream_url: str = "http://127.0.0.1:9000"
-    upstream_timeout: float = Field(15.0, gt=0, description="seconds before an upstream call gives 504")
-    upstream_connect_timeout: float = Field(
-        2.0, gt=0, description="seconds to open a connection to the upstream (within UPSTREAM_TIMEOUT)"
-    )
-    http_max_connections: int = Field(256, ge=1)
-
-    process_pool_workers: int = Field(2, ge=1, le=64)
-    cpu_max_n: int = Field(1_000_000, ge=10, description="largest n /cpu/compute accepts")
-
     # What a client may make the app read, and who may call it from a browser (SECURITY.md). The
     # server's own limits are uvicorn flags in the compose `api` command: idle keep-alive
     # connections close after 5 s; request headers are unbounded under uvicorn's default parser
@@ -83,25 +57,6 @@ class Settings(BaseSettings):
         default_factory=list, description="comma-separated origins a browser may call from; empty: CORS off"
     )
     docs_enabled: bool = Field(True, description="serve /docs, /redoc and /openapi.json")
-{%- if cookiecutter.use_celery == "yes" %}
-
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_timeout: float = Field(2.0, gt=0, description="seconds for a Redis connect or command")
-    job_max_n: int = Field(10_000_000, ge=10, description="largest n /cpu/jobs accepts")
-    job_result_expires: int = Field(
-        86_400, ge=60, description="seconds a job stays readable after its last change (submitted, run, done)"
-    )
-    job_visibility_timeout: int = Field(
-        3_600, ge=1, description="seconds before an unacked job is redelivered; above the longest job"
-    )
-    job_max_deliveries: int = Field(3, ge=1, description="a job that kills its worker this often fails")
-    job_queue: str = Field(
-        "celery", min_length=1, description="the Redis list jobs wait in: one per deployment sharing a Redis"
-    )
-    worker_concurrency: int = Field(
-        2, ge=1, le=64, description="Celery jobs computing at once per worker process: binds /cpu/jobs"
-    )
-{%- endif %}
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -116,15 +71,6 @@ class Settings(BaseSettings):
         0.1, gt=0, le=60, description="seconds late the event loop must be for a stall report"
     )
     log_format: Literal["json", "console"] = Field("json", description="console: plain text (make dev)")
-
-    @model_validator(mode="after")
-    def sync_pool_covers_threadpool(self) -> "Settings":
-        if self.sync_db_pool_size < self.threadpool_tokens:
-            raise ValueError(
-                f"SYNC_DB_POOL_SIZE ({self.sync_db_pool_size}) must be >= THREADPOOL_TOKENS "
-                f"({self.threadpool_tokens}), or `def` routes wait on each other for connections"
-            )
-        return self
 
     def database_url(self, driver: str, user: str | None = None, password: str | None = None) -> URL:
         """POSTGRES_DB as the app's role, or as `user` with `password`."""

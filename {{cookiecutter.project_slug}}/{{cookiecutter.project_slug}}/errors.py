@@ -1,53 +1,33 @@
-"""Dependency failures become short JSON answers: 503 database, 502/504 upstream. No stack traces.
-Bad input becomes a 422 in FastAPI's documented shape that repeats at most a short prefix of it.
+"""The app's own error answers, all `{"detail": ...}` JSON: a 422 that repeats at most a short prefix
+of the bad input, 504/503 for a wait or connection that names no dependency, and a 500 with the
+request's id and no traceback.
 
-Registered once on the app, so `async def` and `def` routes fail the same way. Each answer is
-chosen by the exception's type, so the type must say what failed: the database is unavailable only
-when SQLAlchemy says so (both engines raise its errors, db.py). A bare TimeoutError or
-ConnectionError names no dependency (an `asyncio.wait_for` that ran out is a TimeoutError): it gets
-504 "timed out" or 503 "service unavailable", never "database unavailable" and never a 500.
+Rule: each resource maps its own failures (resources/*.py: 503 database, 502/504 upstream, ...);
+what is left here names no dependency (an `asyncio.wait_for` that ran out is a bare TimeoutError), so
+it never says "database unavailable", and it is never a 500.
 """
 
 import logging
 import math
 import reprlib
-from collections.abc import Sequence
 
-import httpx
-import requests
-import sqlalchemy.exc
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
 log = logging.getLogger(__name__)
 
-DATABASE_DOWN = (
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-    sqlalchemy.exc.TimeoutError,  # pool exhausted for db_pool_timeout seconds
-)
-UNAVAILABLE_SQLSTATE_CLASSES = {"08", "53", "57"}
-UPSTREAM_TIMEOUT = (httpx.TimeoutException, requests.Timeout)
-UPSTREAM_FAILED = (httpx.HTTPError, requests.RequestException)
+# What FastAPI answers on a route with a body before the route runs (document_body_errors).
+BODY_ERRORS = {
+    400: {"description": "the body cannot be parsed: not UTF-8 text, or a number too long for Python"},
+    413: {"description": "the body is larger than MAX_BODY_BYTES"},
+}
 
 
 class ServiceUnavailable(Exception):
-    """Raise with a short reason when a dependency other than the database is unavailable."""
-
-
-def above_limit(loc: Sequence[str], value: int, limit: int) -> RequestValidationError:
-    """A bound known only at run time (a setting) refused as FastAPI refuses a static `le=`: the same
-    422 body, so clients and the OpenAPI schema see one shape for every validation error."""
-    error = {
-        "type": "less_than_equal",
-        "loc": tuple(loc),
-        "msg": f"Input should be less than or equal to {limit}",
-        "input": value,
-        "ctx": {"le": limit},
-    }
-    return RequestValidationError([error])
+    """Raise with a short reason when a dependency that maps no errors of its own is unavailable."""
 
 
 MAX_ECHO_CHARS = 80
@@ -93,16 +73,15 @@ def _answer(status: int, detail: str):
     return handler
 
 
+def document_body_errors(router: APIRouter) -> None:
+    """BODY_ERRORS on each route of `router` that reads a body: the OpenAPI schema shows every status."""
+    for route in router.routes:
+        if isinstance(route, APIRoute) and route.body_field is not None:
+            route.responses = {**BODY_ERRORS, **route.responses}
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
-    for exc_class in DATABASE_DOWN:
-        app.add_exception_handler(exc_class, _answer(503, "database unavailable"))
-    # Starlette answers with the handler of the first class in the exception's MRO that has one, so a
-    # timeout (also an HTTPError/RequestException) gets 504 whatever the order here.
-    for exc_class in UPSTREAM_TIMEOUT:
-        app.add_exception_handler(exc_class, _answer(504, "upstream timed out"))
-    for exc_class in UPSTREAM_FAILED:
-        app.add_exception_handler(exc_class, _answer(502, "upstream failed"))
 
     async def unavailable(request: Request, exc: ServiceUnavailable) -> JSONResponse:
         log.warning("%s %s -> 503: %s", request.method, request.url.path, exc)
@@ -113,17 +92,6 @@ def install_error_handlers(app: FastAPI) -> None:
     # with its name instead where a route knows it.
     app.add_exception_handler(TimeoutError, _answer(504, "timed out"))
     app.add_exception_handler(ConnectionError, _answer(503, "service unavailable"))
-
-    async def database_error(request: Request, exc: sqlalchemy.exc.DBAPIError) -> JSONResponse:
-        # SQLSTATE classes 08 (connection), 53 (too many clients, out of resources) and 57
-        # (server shutting down) are the database being unavailable; anything else is a bug.
-        sqlstate = str(getattr(exc.orig, "pgcode", None) or getattr(exc.orig, "sqlstate", None) or "")
-        if exc.connection_invalidated or sqlstate[:2] in UNAVAILABLE_SQLSTATE_CLASSES:
-            return await _answer(503, "database unavailable")(request, exc)
-        log.exception("%s %s -> 500", request.method, request.url.path, exc_info=exc)
-        return JSONResponse({"detail": "internal server error"}, status_code=500)  # inside AccessMiddleware
-
-    app.add_exception_handler(sqlalchemy.exc.DBAPIError, database_error)
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         # The traceback goes to the log (uvicorn re-raises it there), never to the client.

@@ -1,43 +1,36 @@
 """Application factory: `uvicorn --factory {{ cookiecutter.project_slug }}.main:create_app`.
 
 Importing this module builds nothing and reads nothing: settings are read, and the app built, when
-uvicorn calls create_app(). The lifespan opens each long-lived resource and, on the next line,
-registers how to close it; the exit stack closes them in reverse order on shutdown.
+uvicorn calls create_app(). The lifespan opens every resource in the order listed, each one closing
+itself (in reverse order) on shutdown; routes reach them through the typed aliases of their modules.
 """
 
 import gc
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from functools import partial
 
 import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from .config import Settings, get_settings
-from .errors import install_error_handlers
+from .errors import document_body_errors, install_error_handlers
 from .observability.access import ACCESS_LOGGER, AccessMiddleware
 from .observability.logs import configure_logging
 from .observability.metrics_endpoint import router as metrics_router
 from .observability.monitor import observe
-from .observability.sampling import engine_sample, http_client_sample, process_pool_sample, threadpool_sample
-from .observability.tracing import shut_down, start_tracing, trace_app, traced_clients
-from .resources.clients import make_http_client, make_requests_session, make_upstream_transport
-from .resources.db import (
-    async_sessions,
-    make_async_engine,
-    make_sync_engine,
-    ping_async,
-    ping_sync,
-    sync_sessions,
+from .observability.sampling import (
+    engine_sample,
+    http_client_sample,
+{%- if cookiecutter.use_celery == "yes" %}
+    job_queue_sample,
+{%- endif %}
+    process_pool_sample,
+    threadpool_sample,
 )
-from .resources.process_pool import CpuPool
+from .observability.tracing import shut_down, start_tracing, trace_app, traced_clients
+from .resources import async_database, http_client, {% if cookiecutter.use_celery == "yes" %}job_queue, {% endif %}process_pool, requests_session, sync_database
 from .routers import ROUTERS
-
-
-def close_off_the_loop(resources: AsyncExitStack, close: Callable[[], object]) -> None:
-    """Closing a sync resource can block (joins, socket I/O): on shutdown it runs in a worker thread."""
-    resources.push_async_callback(anyio.to_thread.run_sync, close)
 
 
 @asynccontextmanager
@@ -46,43 +39,38 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # The limiter belongs to this event loop, so it is sized here and not at import time.
     threadpool = anyio.to_thread.current_default_thread_limiter()
     threadpool.total_tokens = settings.threadpool_tokens
-    async with AsyncExitStack() as resources:
-        async_engine = make_async_engine(settings)
-        resources.push_async_callback(async_engine.dispose)
-        sync_engine = make_sync_engine(settings)
-        close_off_the_loop(resources, sync_engine.dispose)
-        app.state.async_sessions = async_sessions(async_engine)
-        app.state.sync_sessions = sync_sessions(sync_engine)
-        app.state.readiness_checks = {
-            "postgres_asyncpg": partial(ping_async, async_engine),
-            "postgres_psycopg2": partial(anyio.to_thread.run_sync, ping_sync, sync_engine),
-        }
-
-        upstream = make_upstream_transport(settings)
-        app.state.http_client = await resources.enter_async_context(make_http_client(settings, upstream))
-        app.state.requests_session = make_requests_session(settings)
-        close_off_the_loop(resources, app.state.requests_session.close)
-        app.state.cpu_pool = CpuPool(settings.process_pool_workers)
-        close_off_the_loop(resources, app.state.cpu_pool.shutdown)
+    async with AsyncExitStack() as stack:
         if (provider := app.state.tracer_provider) is not None:  # OTEL_EXPORTER_OTLP_ENDPOINT set
-            close_off_the_loop(resources, partial(shut_down, provider))
-            engines = [async_engine.sync_engine, sync_engine]
-            resources.enter_context(traced_clients(provider, engines, app.state.http_client))
-        # What /metrics reports about each limit; a router's lifespan may add its own (routers/jobs.py).
-        app.state.metric_samples = {
-            "threadpool": threadpool_sample(threadpool),
-            "asyncpg": engine_sample("asyncpg", async_engine.pool),
-            "psycopg2": engine_sample("psycopg2", sync_engine.pool),
-            "http_client": http_client_sample(upstream),
-            "process_pool": process_pool_sample(app.state.cpu_pool),
-        }
+            stack.push_async_callback(anyio.to_thread.run_sync, shut_down, provider)  # flushed last
+        asyncpg = await stack.enter_async_context(async_database.open_async_database(app, settings))
+        psycopg2 = await stack.enter_async_context(sync_database.open_sync_database(app, settings))
+        http = await stack.enter_async_context(http_client.open_http_client(app, settings))
+        await stack.enter_async_context(requests_session.open_requests_session(app, settings))
+        cpu = await stack.enter_async_context(process_pool.open_process_pool(app, settings))
+{%- if cookiecutter.use_celery == "yes" %}
+        jobs = await stack.enter_async_context(job_queue.open_job_queue(app, settings))
+{%- endif %}
+        checked = [asyncpg, psycopg2{% if cookiecutter.use_celery == "yes" %}, jobs{% endif %}]
+        app.state.readiness_checks = {resource.name: resource.check for resource in checked}
+        if provider is not None:
+            stack.enter_context(traced_clients(provider, [asyncpg.engine.sync_engine, psycopg2.engine], http))
 
         # What start-up built lives as long as the process: move it out of the garbage collector's
         # reach, or full collections over it pause the event loop for 100 ms and more under load.
         gc.collect()
         gc.freeze()
-        if settings.observability:  # last: the watchdog watches the loop from here on
-            await resources.enter_async_context(observe(app))
+        if settings.observability:  # last, so it stops first: the watchdog watches the loop from here on
+            samples = {
+                "threadpool": threadpool_sample(threadpool),
+                "asyncpg": engine_sample("asyncpg", asyncpg),
+                "psycopg2": engine_sample("psycopg2", psycopg2),
+                "http_client": http_client_sample(http),
+                "process_pool": process_pool_sample(cpu),
+{%- if cookiecutter.use_celery == "yes" %}
+                "celery_queue": job_queue_sample(jobs),
+{%- endif %}
+            }
+            await stack.enter_async_context(observe(settings.loop_stall_threshold, samples))
         yield
 
 
@@ -105,8 +93,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.cors_origins:  # off unless configured: no browser origin may call by default
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"])
     install_error_handlers(app)
+    for resource in (async_database, sync_database, http_client, requests_session, process_pool{% if cookiecutter.use_celery == "yes" %}, job_queue{% endif %}):
+        resource.add_error_handlers(app)  # each maps its own failures: 503, 502, 504
     for router in ROUTERS:  # routers/__init__.py lists them
-        # A router's own lifespan (routers/jobs.py has one) runs inside the app's.
+        document_body_errors(router)  # what FastAPI answers before the route runs: 400, 413
         app.include_router(router)
     if settings.observability:
         app.include_router(metrics_router)

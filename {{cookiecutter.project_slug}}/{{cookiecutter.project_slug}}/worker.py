@@ -1,21 +1,31 @@
 """The Celery worker process: `celery --app {{ cookiecutter.project_slug }}.worker worker` (the compose `worker` command).
 
-The web process never imports this module: it publishes by task name (jobs.py). Importing it builds
-nothing either: `celery --app` looks up the attribute `app` here, and that lookup builds the worker's
-Celery app; each pool process opens its own Redis client when it runs its first job, and starts its
-own tracing (tracing.py) when it starts, if OTEL_EXPORTER_OTLP_ENDPOINT is set.
+Rule: importing it builds nothing (`celery --app` looks up `app`, and that lookup builds the Celery
+app); each pool process opens its own Redis client, and its own tracing when OTEL_EXPORTER_OTLP_ENDPOINT
+is set (observability/tracing.py, imported only then). The web process never imports this module: it
+publishes by task name (resources/job_queue.py).
 """
 
+import os
 from functools import cache
 
 import redis
 from celery import Celery, Task, signals
-from opentelemetry.instrumentation.celery import CeleryInstrumentor
+from pydantic import ValidationError
 
-from .config import get_settings
-from .observability.tracing import shut_down, start_tracing
 from .primes import count_primes
-from .resources.job_queue import COUNT_PRIMES, GaveUp, job_key, make_celery, make_redis
+from .resources.job_queue import COUNT_PRIMES, GaveUp, JobQueueSettings, job_key, make_celery, make_redis
+
+TRACING_ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+
+
+@cache
+def get_settings() -> JobQueueSettings:
+    try:
+        return JobQueueSettings()
+    except ValidationError as error:  # one line naming each bad variable, not a traceback
+        bad = "; ".join(f"{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors())
+        raise SystemExit(f"worker: invalid settings in the environment or .env: {bad}") from None
 
 
 def count_primes_job(task: Task, below: int) -> dict[str, int]:
@@ -42,7 +52,13 @@ def job_store() -> redis.Redis:
 @signals.worker_process_init.connect
 def trace_pool_process(**_: object) -> None:
     """In each pool process, after the fork: the span processor's export thread would not survive it.
-    Celery's instrumentation continues the trace context the message carries (jobs.py sends it)."""
+    Celery's instrumentation continues the trace context the message carries (job_queue.py sends it)."""
+    if not any(os.environ.get(name) for name in TRACING_ENDPOINTS):
+        return  # tracing off: the worker needs no tracing module
+    from opentelemetry.instrumentation.celery import CeleryInstrumentor
+
+    from .observability.tracing import shut_down, start_tracing
+
     provider = start_tracing("{{ cookiecutter.project_slug }}-worker")
     if provider is None:
         return

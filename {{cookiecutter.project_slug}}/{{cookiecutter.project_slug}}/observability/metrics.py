@@ -4,7 +4,7 @@ pool is, how routes answer. Declarations only; who records each one:
 - loop lag and stalls: the watchdog (watchdog.py), one observation per beat, whatever the traffic;
 - the limits (threadpool, connection pools, upstream client, process pool, and any a router adds):
   sampling.py's thread reads their counters every second, nothing on the request path.
-observability.py starts the watchdog and the sampler; metrics_endpoint.py serves the text format.
+monitor.py starts the watchdog and the sampler; metrics_endpoint.py serves the text format.
 
 Several uvicorn worker processes (WEB_CONCURRENCY=2, serve.py) each have their own loop,
 threadpool and pools. prometheus-client's multiprocess mode adds them up: with
@@ -56,3 +56,12 @@ DB_POOL_WAIT = Histogram(
 HTTP_IN_FLIGHT = livesum("http_client_requests_in_flight", "Upstream requests sent and not answered yet")
 PROCESS_POOL_RUNNING = livesum("process_pool_jobs_running", "CPU jobs computing in the process pool")
 PROCESS_POOL_QUEUED = livesum("process_pool_jobs_queued", "CPU jobs waiting for a pool process")
+{%- if cookiecutter.use_celery == "yes" %}
+# Every web process reads the same Redis list: /metrics shows the most recent reading.
+QUEUE_DEPTH = Gauge(
+    "celery_queue_depth",
+    "Jobs waiting for a worker (LLEN of the queue)",
+    ["queue"],
+    multiprocess_mode="livemostrecent",
+)
+{%- endif %}

@@ -8,25 +8,24 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
-from fastapi import FastAPI
 from prometheus_client import multiprocess
 
 from .access import request_in_frame
 from .metrics import LOOP_LAG, LOOP_STALLS, MULTIPROCESS_DIR
-from .sampling import Sampler
+from .sampling import Sample, Sampler
 from .watchdog import LoopWatchdog
 
 
 @asynccontextmanager
-async def observe(app: FastAPI) -> AsyncIterator[None]:
+async def observe(stall_threshold: float, samples: dict[str, Sample]) -> AsyncIterator[None]:
     watchdog = LoopWatchdog(
         asyncio.get_running_loop(),
-        app.state.settings.loop_stall_threshold,
+        stall_threshold,
         on_lag=LOOP_LAG.observe,
         on_stall=LOOP_STALLS.inc,
         request_on_stack=request_in_frame,
     )
-    sampler = Sampler(app.state.metric_samples)
+    sampler = Sampler(samples)
     watchdog.start()
     sampler.start()
     try:

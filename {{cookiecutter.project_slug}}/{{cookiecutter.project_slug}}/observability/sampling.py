@@ -1,10 +1,9 @@
 """The sampler: a thread that reads each limit's counters every SAMPLE_INTERVAL into its gauge.
 
-Nothing of this runs on the request path or on the loop. Reading from this thread is safe: every
-sample reads plain numbers that their owners publish (the limiter's statistics, the pool's counts,
-the upstream transport's and the process pool's counters). A router's lifespan may add a sample of
-its own to app.state.metric_samples. A failing sample (Redis down) is logged once, until it works
-again.
+Rule: nothing of this runs on the request path or on the loop. Every sample reads plain numbers
+that a resource publishes (the limiter's statistics, the pools' counts, the clients' counters); the
+lifespan lists the samples once (main.py). A failing sample (Redis down) is logged once, until it
+works again.
 """
 
 import logging
@@ -13,9 +12,13 @@ from collections.abc import Callable
 
 import anyio
 
-from ..resources.clients import UpstreamTransport
-from ..resources.pools import CountedQueuePool, FairAsyncPool
+from ..resources.async_database import AsyncDatabase
+from ..resources.http_client import UpstreamClient
+{%- if cookiecutter.use_celery == "yes" %}
+from ..resources.job_queue import JobQueue
+{%- endif %}
 from ..resources.process_pool import CpuPool
+from ..resources.sync_database import SyncDatabase
 from .metrics import (
     DB_POOL_CHECKED_OUT,
     DB_POOL_OVERFLOW,
@@ -25,6 +28,9 @@ from .metrics import (
     HTTP_IN_FLIGHT,
     PROCESS_POOL_QUEUED,
     PROCESS_POOL_RUNNING,
+{%- if cookiecutter.use_celery == "yes" %}
+    QUEUE_DEPTH,
+{%- endif %}
     THREADPOOL_BORROWED,
     THREADPOOL_TOKENS,
     THREADPOOL_WAITING,
@@ -47,24 +53,24 @@ def threadpool_sample(limiter: anyio.CapacityLimiter) -> Sample:
     return sample
 
 
-def engine_sample(name: str, pool: FairAsyncPool | CountedQueuePool) -> Sample:
-    waited = DB_POOL_WAIT.labels(name)
+def engine_sample(name: str, database: AsyncDatabase | SyncDatabase) -> Sample:
+    waited, pool = DB_POOL_WAIT.labels(name), database.pool
 
     def sample() -> None:
         DB_POOL_SIZE.labels(name).set(pool.size())
         DB_POOL_CHECKED_OUT.labels(name).set(pool.checkedout())
         DB_POOL_OVERFLOW.labels(name).set(max(0, pool.overflow()))  # counts up from -size
-        DB_POOL_WAITING.labels(name).set(pool.counter.waiting)
-        waits = pool.counter.waits
+        DB_POOL_WAITING.labels(name).set(pool.waiting)
+        waits = pool.waits
         for _ in range(len(waits)):  # the waits since the last sample, observed here, off the request path
             waited.observe(waits.popleft())
 
     return sample
 
 
-def http_client_sample(transport: UpstreamTransport) -> Sample:
+def http_client_sample(client: UpstreamClient) -> Sample:
     def sample() -> None:
-        HTTP_IN_FLIGHT.set(transport.in_flight)
+        HTTP_IN_FLIGHT.set(client.upstream_transport.in_flight)
 
     return sample
 
@@ -78,11 +84,22 @@ def process_pool_sample(pool: CpuPool) -> Sample:
     return sample
 
 
+{%- if cookiecutter.use_celery == "yes" %}
+
+
+def job_queue_sample(queue: JobQueue) -> Sample:
+    def sample() -> None:  # a blocking Redis call: on this thread, never on the loop
+        QUEUE_DEPTH.labels(queue.queue_name).set(queue.depth())
+
+    return sample
+{%- endif %}
+
+
 class Sampler:
     """start() and stop() from the lifespan (stop joins the thread: not on the loop)."""
 
     def __init__(self, samples: dict[str, Sample]) -> None:
-        self.samples = samples  # the app's dict: a router's lifespan may add to it later
+        self.samples = samples
         self.failing: set[str] = set()
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="metrics-sampler", daemon=True)

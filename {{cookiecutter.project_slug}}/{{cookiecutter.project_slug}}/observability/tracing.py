@@ -4,7 +4,8 @@ Set, the api and the worker send every sampled request's spans over OTLP/HTTP (p
 endpoint. The SDK reads the other standard variables itself: OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER
 and _ARG, OTEL_EXPORTER_OTLP_* (headers, timeout, compression), OTEL_BSP_* (the queue), OTEL_SDK_DISABLED.
 Unset, nothing here runs: no provider, no span processor, no instrumentation; the spans opened by hand
-(cpu_pool.py, routers/mixed.py, jobs.py, with the OpenTelemetry API alone) are its no-op ones.
+(resources/process_pool.py, routers/mixed.py, resources/job_queue.py: the OpenTelemetry API alone)
+are its no-op ones.
 
 Who makes which span of a request's trace:
 - the server span, named by the route template: FastAPI's instrumentation (instrument_app);
@@ -12,10 +13,10 @@ Who makes which span of a request's trace:
   approach for both drivers, attached to the two engines this app owns; the asyncpg and psycopg2
   instrumentations would patch the drivers for the whole process instead. Its `connect` span is the
   checkout: the wait for a pooled connection (and the pre-ping), so a long one means a full pool;
-- the upstream call: httpx's instrumentation on the one AsyncClient (clients.py says why), and
-  requests' instrumentation for the Session of `def` code;
-- the run_in_threadpool call (routers/mixed.py) and the process-pool call (cpu_pool.py), opened by hand;
-- a Celery job: jobs.py sends the context in the message's headers, the worker's instrumentation
+- the upstream call: httpx's instrumentation on the one AsyncClient instance (its class-level patch
+  would not see the aiohttp transport), and requests' instrumentation for the Session of `def` code;
+- the run_in_threadpool call (routers/mixed.py) and the process-pool call (process_pool.py), by hand;
+- a Celery job: job_queue.py sends the context in the message's headers, the worker's instrumentation
   (worker.py) continues it, so the job's span is in the request's trace.
 
 A collector that is down or slow never holds a request: ended spans go into the BatchSpanProcessor's

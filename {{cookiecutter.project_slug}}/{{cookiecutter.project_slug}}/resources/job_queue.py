@@ -1,36 +1,51 @@
-"""Celery on Redis for long CPU jobs, the part both processes share: how the app is configured, how
-a job is named and marked, and the web side's JobQueue. The worker's own code is in worker.py.
+"""Celery on Redis for long CPU jobs: how both processes configure Celery, and the web side's JobQueue,
+opened and closed by the lifespan. The worker's own code is in worker.py.
 
-Delivery rules, and why:
-- acks_late + reject_on_worker_lost + prefetch 1: a job is acknowledged only after it finished. If the
-  process running it dies (SIGKILL, OOM), the worker puts it back at once; if the whole worker dies,
-  Redis hands it to the next worker once visibility_timeout has passed since its delivery.
-- visibility_timeout (JOB_VISIBILITY_TIMEOUT) above the longest job: Redis hands an unacknowledged
-  job to another worker after that long, so a shorter value would run healthy jobs twice.
-- the sweep that finds such jobs runs every few seconds: kombu's default scans Redis only every
-  ~100 s (unacked_restore_interval x unacked_restore_throttle), whatever visibility_timeout says.
-- every delivery is counted; a job that keeps killing its worker fails after JOB_MAX_DELIVERIES.
-- publishing retries are bounded, so a request cannot hang on a dead broker: it gets a 503.
-- the web process never waits on a result (it polls), so it does not subscribe to result channels.
-- the submitting request's trace context travels in the message's headers (tracing.py): the worker's
-  span joins the request's trace, and the job's marker keeps the trace id for GET /cpu/jobs/{id}.
+Rule: a job is acknowledged only after it finished, so a worker that dies gives it back; a job that
+keeps killing its worker fails after JOB_MAX_DELIVERIES; a publish never hangs on a dead broker, it
+answers 503. docs/jobs.md explains each setting below.
 """
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 from uuid import uuid4
 
+import anyio.to_thread
+import kombu.exceptions
 import redis
 from celery import Celery
 from celery.backends.redis import RedisBackend
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
-
-from ..config import Settings
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 COUNT_PRIMES = "count_primes"
-# OpenTelemetry's API only: a no-op until the app installs a tracer provider (tracing.py).
-tracer = trace.get_tracer(__name__)
+tracer = trace.get_tracer(__name__)  # OpenTelemetry's API: a no-op until the app installs a provider
+
+
+class JobQueueSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_timeout: float = Field(2.0, gt=0, description="seconds for a Redis connect or command")
+    job_max_n: int = Field(10_000_000, ge=10, description="largest n /cpu/jobs accepts")
+    job_result_expires: int = Field(
+        86_400, ge=60, description="seconds a job stays readable after its last change (submitted, run, done)"
+    )
+    job_visibility_timeout: int = Field(
+        3_600, ge=1, description="seconds before an unacked job is redelivered; above the longest job"
+    )
+    job_max_deliveries: int = Field(3, ge=1, description="a job that kills its worker this often fails")
+    job_queue: str = Field(
+        "celery", min_length=1, description="the Redis list jobs wait in: one per deployment sharing a Redis"
+    )
+    worker_concurrency: int = Field(
+        2, ge=1, le=64, description="Celery jobs computing at once per worker process: binds /cpu/jobs"
+    )
 
 
 def current_trace_id() -> str | None:
@@ -62,7 +77,7 @@ class PolledRedisBackend(RedisBackend):
         return {}
 
 
-def make_celery(settings: Settings) -> Celery:
+def make_celery(settings: JobQueueSettings) -> Celery:
     """A Celery app configured for these rules; building it opens no connection."""
     app = Celery(
         "{{ cookiecutter.project_slug }}",
@@ -112,7 +127,7 @@ def restore_interval(visibility_timeout: int) -> int:
     return max(1, min(10, visibility_timeout // 4))
 
 
-def make_redis(settings: Settings) -> redis.Redis:
+def make_redis(settings: JobQueueSettings) -> redis.Redis:
     return redis.Redis.from_url(
         settings.redis_url,
         socket_connect_timeout=settings.redis_timeout,
@@ -130,7 +145,10 @@ class JobQueue:
     """The web process's side: publish a job by task name, read its state. Blocking clients: call it
     from `def` routes or a worker thread."""
 
-    def __init__(self, settings: Settings) -> None:
+    name = "redis"
+
+    def __init__(self, settings: JobQueueSettings) -> None:
+        self.settings = settings
         self.result_expires = settings.job_result_expires
         self.queue_name = settings.job_queue
         self.redis = make_redis(settings)
@@ -156,9 +174,6 @@ class JobQueue:
             return None
         return celery_state, payload, (marker or b"").decode() or None
 
-    def ping(self) -> None:
-        self.redis.ping()
-
     def depth(self) -> int:
         """Jobs published and not yet taken by a worker: the length of the Redis list they wait in."""
         return self.redis.llen(self.queue_name)
@@ -167,10 +182,35 @@ class JobQueue:
         self.celery.close()
         self.redis.close()
 
+    async def check(self) -> None:
+        """Readiness: a Redis round trip, on a worker thread."""
+        await anyio.to_thread.run_sync(self.redis.ping)
 
-async def get_job_queue(request: Request) -> JobQueue:
+
+@asynccontextmanager
+async def open_job_queue(app: FastAPI, settings: JobQueueSettings | None = None) -> AsyncIterator[JobQueue]:
+    queue = app.state.job_queue = JobQueue(settings or JobQueueSettings())
+    try:
+        yield queue
+    finally:
+        await anyio.to_thread.run_sync(queue.close)  # joins and socket closes: off the loop
+
+
+async def job_queue(request: Request) -> JobQueue:
     return request.app.state.job_queue
 
 
-# Beside JobQueue rather than in deps.py: a bake without Celery deletes this file and nothing else.
-Jobs = Annotated[JobQueue, Depends(get_job_queue)]
+Jobs = Annotated[JobQueue, Depends(job_queue)]
+BROKER_DOWN = (redis.RedisError, kombu.exceptions.OperationalError)
+
+
+class QueueUnavailable(Exception):
+    """Raise from a route with what was unavailable ("job queue", "job store"): it answers 503."""
+
+
+async def queue_unavailable(request: Request, error: QueueUnavailable) -> JSONResponse:
+    return JSONResponse({"detail": f"{error} unavailable"}, status_code=503)
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(QueueUnavailable, queue_unavailable)

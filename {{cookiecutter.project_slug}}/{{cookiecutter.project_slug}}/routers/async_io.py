@@ -6,25 +6,14 @@ work in this module: any of them stops every request on the process, not just th
 from fastapi import APIRouter, HTTPException, status
 from sqlalchemy import select, text
 
-from ..deps import AsyncDB, HttpClient
-from ..models import Item
-from ..resources.clients import fetch_delay
-from ..schemas import (
-    BODY_ERRORS,
-    ItemCreate,
-    ItemId,
-    ItemOut,
-    Limit,
-    Offset,
-    UpstreamReply,
-    Waited,
-    WaitSeconds,
-)
+from ..models import Item, ItemCreate, ItemId, ItemOut, Limit, Offset, UpstreamReply, Waited, WaitSeconds
+from ..resources.async_database import AsyncDB
+from ..resources.http_client import HttpClient
 
 router = APIRouter(prefix="/async", tags=["async def + asyncpg/httpx"])
 
 
-@router.post("/items", status_code=status.HTTP_201_CREATED, responses=BODY_ERRORS)
+@router.post("/items", status_code=status.HTTP_201_CREATED)
 async def create_item(body: ItemCreate, db: AsyncDB) -> ItemOut:
     item = Item(name=body.name, description=body.description)
     db.add(item)
@@ -47,7 +36,7 @@ async def list_items(db: AsyncDB, limit: Limit = 10, offset: Offset = 0) -> list
     return [ItemOut.model_validate(item) for item in rows]
 
 
-@router.get("/db-wait")
+@router.get("/db-wait", responses={503: {"description": "database unavailable"}})
 async def database_wait(seconds: WaitSeconds, db: AsyncDB) -> Waited:
     """A real wait inside PostgreSQL: the connection is busy, the loop is free."""
     await db.execute(text("SELECT pg_sleep(:seconds)"), {"seconds": seconds})
@@ -59,4 +48,6 @@ async def database_wait(seconds: WaitSeconds, db: AsyncDB) -> Waited:
     responses={502: {"description": "upstream failed"}, 504: {"description": "upstream timed out"}},
 )
 async def call_upstream(delay: WaitSeconds, http: HttpClient) -> UpstreamReply:
-    return await fetch_delay(http, delay)
+    response = await http.get(f"/delay/{delay}")
+    response.raise_for_status()
+    return UpstreamReply(delay=delay, upstream_status=response.status_code, upstream_body=response.json())

@@ -1,27 +1,31 @@
-"""Short CPU work. Rule: CPU-bound code never runs on the event loop, and never in the threadpool
-either (the GIL lets one thread compute at a time): it goes to the process pool, awaited, its input
-bounded. Work that takes minutes does not belong in a request at all: it is published to a job
-queue and polled (the Celery routes, in projects generated with use_celery=yes).
+"""Short CPU work. Rule: CPU-bound code goes to the process pool, awaited, its input bounded. Work
+that takes minutes does not belong in a request: it is published to a job queue and polled.
 """
 
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field
 
-from ..deps import AppSettings
-from ..errors import above_limit
 from ..primes import count_primes
 from ..resources.process_pool import ProcessPool
-from ..schemas import PrimeCount
 
 router = APIRouter(prefix="/cpu", tags=["CPU work: process pool"])
 
-MaxN = Query(ge=2, description="count primes below n (bounded by CPU_MAX_N)", examples=[300_000])
+
+class PrimeCount(BaseModel):
+    below: int
+    primes: int = Field(description="how many primes are below `below`")
 
 
 @router.get("/compute", responses={503: {"description": "a pool process died; retry"}})
-async def compute(n: Annotated[int, MaxN], settings: AppSettings, pool: ProcessPool) -> PrimeCount:
-    if n > settings.cpu_max_n:
-        raise above_limit(("query", "n"), n, settings.cpu_max_n)
-    primes = await pool.run(count_primes, n)
-    return PrimeCount(below=n, primes=primes)
+async def compute(
+    n: Annotated[int, Query(ge=2, description="count primes below n, at most CPU_MAX_N", examples=[300_000])],
+    pool: ProcessPool,
+) -> PrimeCount:
+    if n > (limit := pool.settings.cpu_max_n):  # a bound read at run time, refused as `le=` would be
+        message = f"Input should be less than or equal to {limit}"
+        error = {"type": "less_than_equal", "loc": ("query", "n"), "msg": message, "input": n}
+        raise RequestValidationError([{**error, "ctx": {"le": limit}}])
+    return PrimeCount(below=n, primes=await pool.run(count_primes, n))

@@ -1,19 +1,26 @@
 """Liveness and readiness. Rule: checks run concurrently, each bounded, so /ready answers in seconds.
 
 /health/live never touches a dependency: it is also the probe that shows how late the event loop
-answers. /health/ready runs the check each resource registered when the lifespan opened it.
+answers. /health/ready runs the `check()` of every resource the lifespan opened (main.py lists them).
 """
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-
-from ..deps import ReadinessChecks
 
 router = APIRouter(prefix="/health", tags=["health"])
 
 CHECK_TIMEOUT_SECONDS = 2.0
+
+
+async def readiness_checks(request: Request) -> dict[str, Callable[[], Awaitable[None]]]:
+    return request.app.state.readiness_checks
+
+
+ReadinessChecks = Annotated[dict[str, Callable[[], Awaitable[None]]], Depends(readiness_checks)]
 
 
 @router.get("/live")

@@ -1,32 +1,20 @@
 """Sync drivers. Rule: plain `def` routes, so FastAPI runs each in the threadpool where blocking is
 harmless: psycopg2 through Session, HTTP through requests. Never write `async def` in this module;
-never `await` here. Concurrency is bounded by THREADPOOL_TOKENS (and the pools sized to match).
-Open the session inside the route (`with sessions() as db:`) so its connection is back in the pool
-before the response is validated (see deps.py for the deadlock this avoids).
+never `await` here. Open the session inside the route (`with sessions() as db:`), so its connection
+is back in the pool before the response is validated (docs/concurrency.md: the deadlock this avoids).
 """
 
 from fastapi import APIRouter, HTTPException, status
 from sqlalchemy import select, text
 
-from ..deps import AppSettings, RequestsSession, SyncSessions
-from ..models import Item
-from ..resources.clients import fetch_delay_blocking
-from ..schemas import (
-    BODY_ERRORS,
-    ItemCreate,
-    ItemId,
-    ItemOut,
-    Limit,
-    Offset,
-    UpstreamReply,
-    Waited,
-    WaitSeconds,
-)
+from ..models import Item, ItemCreate, ItemId, ItemOut, Limit, Offset, UpstreamReply, Waited, WaitSeconds
+from ..resources.requests_session import RequestsSession
+from ..resources.sync_database import SyncSessions
 
 router = APIRouter(prefix="/sync", tags=["def + psycopg2/requests"])
 
 
-@router.post("/items", status_code=status.HTTP_201_CREATED, responses=BODY_ERRORS)
+@router.post("/items", status_code=status.HTTP_201_CREATED)
 def create_item(body: ItemCreate, sessions: SyncSessions) -> ItemOut:
     with sessions() as db:
         item = Item(name=body.name, description=body.description)
@@ -52,7 +40,7 @@ def list_items(sessions: SyncSessions, limit: Limit = 10, offset: Offset = 0) ->
         return [ItemOut.model_validate(item) for item in rows]
 
 
-@router.get("/db-wait")
+@router.get("/db-wait", responses={503: {"description": "database unavailable"}})
 def database_wait(seconds: WaitSeconds, sessions: SyncSessions) -> Waited:
     """The same wait as /async/db-wait, holding a worker thread (and a token) instead."""
     with sessions() as db:
@@ -64,5 +52,7 @@ def database_wait(seconds: WaitSeconds, sessions: SyncSessions) -> Waited:
     "/upstream",
     responses={502: {"description": "upstream failed"}, 504: {"description": "upstream timed out"}},
 )
-def call_upstream(delay: WaitSeconds, http: RequestsSession, settings: AppSettings) -> UpstreamReply:
-    return fetch_delay_blocking(http, settings, delay)
+def call_upstream(delay: WaitSeconds, http: RequestsSession) -> UpstreamReply:
+    response = http.get(f"/delay/{delay}")
+    response.raise_for_status()
+    return UpstreamReply(delay=delay, upstream_status=response.status_code, upstream_body=response.json())

@@ -6,12 +6,16 @@ import contextlib
 import socket
 import threading
 import time
+import uuid
+from functools import partial
 
 import httpx
 import pytest
 
 from .loop_guard import MAX_PROBE_LATENCY
 from .services import start_api
+from .test_observability import eventually
+from .test_request_ids import access_lines
 
 FAMILIES = ["/async", "/sync"]
 JSON = {"content-type": "application/json"}
@@ -130,6 +134,28 @@ def test_oversized_body_is_a_413_before_it_is_read(api, settings, family, chunke
     assert b" 413 " in status_line, status_line
     # Socket buffers hold a few MiB at most: the server stopped reading long before the end.
     assert sent < declared / 4, f"sent {sent} bytes before the answer"
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_an_oversized_body_gets_one_refusal_shape_however_it_is_framed(api, family):
+    """A Content-Length over the limit (refused before the body is read) and a chunked body that grows
+    past it (refused while it is read) get the same 413: JSON {"detail": ...} as every other refusal,
+    the client's own X-Request-ID once, and an access line with that status and id."""
+    body = b"[" + b"1," * (1024 * 1024) + b"1]"  # 2 MiB, over the default 1 MiB
+    framings = {"content-length": lambda: body, "chunked": lambda: iter([body[:65536], body[65536:]])}
+    answers = {}
+    for framing, content in framings.items():
+        request_id = f"probe-{framing}-{uuid.uuid4().hex[:12]}"
+        headers = {**JSON, "X-Request-ID": request_id}
+        response = httpx.post(f"{api.url}{family}/items", content=content(), headers=headers)
+        assert response.status_code == 413, (framing, response.text)
+        assert response.headers["content-type"] == "application/json", (framing, response.text)
+        assert response.headers.get_list("X-Request-ID") == [request_id], framing
+        [line] = eventually(partial(access_lines, api, request_id))
+        assert (line["path"], line["status"]) == (f"{family}/items", 413), framing
+        answers[framing] = response.json()
+    assert answers["content-length"] == answers["chunked"], answers
+    assert list(answers["chunked"]) == ["detail"] and isinstance(answers["chunked"]["detail"], str)
 
 
 def test_the_loop_answers_while_oversized_bodies_arrive(api):

@@ -13,6 +13,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from .body_limit import limit_bodies
 from .config import Settings, get_settings
 from .errors import document_body_errors, install_error_handlers
 from .observability.access import ACCESS_LOGGER, AccessMiddleware
@@ -82,14 +83,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="{{ cookiecutter.project_name }}",
         description="{{ cookiecutter.description }}",
         lifespan=lifespan,
-        # Counted while the body is read: past the limit the request ends with 413 at once.
-        max_body_size=settings.max_body_bytes,
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
     )
     app.state.settings = settings
     app.state.tracer_provider = start_tracing("{{ cookiecutter.project_slug }}-api")  # None unless configured
+    # MAX_BODY_BYTES: a declared length over it is refused unread, a body is counted while it is read
+    # (max_body_size, on each router: given to the app, the 413 would lose its shape; body_limit.py).
+    limit_bodies(app, settings.max_body_bytes)
     if settings.cors_origins:  # off unless configured: no browser origin may call by default
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"])
     install_error_handlers(app)
@@ -97,9 +99,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         resource.add_error_handlers(app)  # each maps its own failures: 503, 502, 504
     for router in ROUTERS:  # routers/__init__.py lists them
         document_body_errors(router)  # what FastAPI answers before the route runs: 400, 413
-        app.include_router(router)
+        app.include_router(router, max_body_size=settings.max_body_bytes)
     if settings.observability:
-        app.include_router(metrics_router)
+        app.include_router(metrics_router, max_body_size=settings.max_body_bytes)
     # Added last, so outermost: request id, access line and metrics for every request (access.py).
     app.add_middleware(AccessMiddleware, log=access_log, metrics=settings.observability)
     if app.state.tracer_provider is not None:

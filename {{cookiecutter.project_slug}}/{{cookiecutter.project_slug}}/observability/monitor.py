@@ -11,7 +11,6 @@ import anyio.to_thread
 from fastapi import FastAPI
 from prometheus_client import multiprocess
 
-from .access import request_in_frame
 from .metrics import LOOP_LAG, LOOP_STALLS, MULTIPROCESS_DIR
 from .sampling import Sampler
 from .watchdog import LoopWatchdog
@@ -24,7 +23,6 @@ async def observe(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings.loop_stall_threshold,
         on_lag=LOOP_LAG.observe,
         on_stall=LOOP_STALLS.inc,
-        request_on_stack=request_in_frame,
     )
     sampler = Sampler(app.state.metric_samples)
     watchdog.start()

@@ -21,9 +21,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from {{ cookiecutter.project_slug }} import errors
 from {{ cookiecutter.project_slug }}.config import Settings
+from {{ cookiecutter.project_slug }}.observability.access import AccessMiddleware
 from {{ cookiecutter.project_slug }}.observability.watchdog import REPORTS_PER_MINUTE
 
 from .loop_guard import guard, openapi_of, route_calls
+from .renamed_app import renamed
 from .services import start_api
 from .test_loop_guard import EXEMPT
 from antipatterns import app as antipatterns
@@ -50,7 +52,7 @@ def records(service: Service) -> list[dict]:
 
 
 def stall_reports(service: Service) -> list[dict]:
-    return [record for record in records(service) if record.get("event") == STALL]
+    return [record for record in records(service) if record.get("event", "").startswith(STALL)]
 
 
 def eventually(find: Callable[[], list], timeout: float = 10.0) -> list:
@@ -107,10 +109,11 @@ def small_api(database, upstream, service_env, log_dir) -> Iterator[Service]:
         service.stop()
 
 
-def test_a_blocking_route_is_reported_once_with_its_line(stalling_api, settings: Settings):
+def blocking_request_is_reported(service: Service, settings: Settings) -> None:
+    """GET /anti/sleep with a client's id, then the one report of its stall: its line, route and id."""
     request_id = f"stall-probe:{uuid.uuid4().hex[:12]}"  # a client's own id, not a UUID: it is kept
     response = httpx.get(
-        f"{stalling_api.url}/anti/sleep",
+        f"{service.url}/anti/sleep",
         params={"seconds": 0.5},
         headers={"X-Request-ID": request_id},
         timeout=30,
@@ -118,9 +121,9 @@ def test_a_blocking_route_is_reported_once_with_its_line(stalling_api, settings:
     assert response.status_code == 200 and response.headers["X-Request-ID"] == request_id
 
     def ours() -> list[dict]:
-        return [report for report in stall_reports(stalling_api) if report.get("request_id") == request_id]
+        return [report for report in stall_reports(service) if report.get("request_id") == request_id]
 
-    assert eventually(ours)
+    assert eventually(ours), f"no report names the request {request_id}: {stall_reports(service)}"
     time.sleep(0.5)  # a second report for the same stall would come now
     [report] = ours()
     assert report["level"] == "warning"
@@ -132,6 +135,28 @@ def test_a_blocking_route_is_reported_once_with_its_line(stalling_api, settings:
     assert report["blocked_at"].endswith(blocking_call), report["blocked_at"]
     assert report["stack"][0] == report["blocked_at"], "the innermost frame comes first"
     assert (report["method"], report["route"]) == ("GET", "/anti/sleep")
+    # The message alone says it all, for logs that drop the extra fields.
+    message = report["event"]
+    assert f"{round(report['late_ms'])} ms late" in message, message
+    assert f"blocked at {report['blocked_at']};" in message, message
+    assert f"serving GET /anti/sleep id={request_id}" in message, message
+
+
+def test_a_blocking_route_is_reported_once_with_its_line(stalling_api, settings: Settings):
+    blocking_request_is_reported(stalling_api, settings)
+
+
+def test_the_report_does_not_read_the_middlewares_locals(database, upstream, service_env, log_dir, settings):
+    """The same report from a server whose AccessMiddleware.__call__ is its own source with every
+    local renamed (tests/renamed_app.py): the request is found through what the middleware publishes."""
+    call = AccessMiddleware.__call__
+    assert {"scope", "request_id"} <= set(call.__code__.co_varnames)
+    assert not {"scope", "request_id"} & set(renamed(call).__code__.co_varnames)
+    service = start_api(service_env, log_dir, name="anti_api_renamed", app="tests.renamed_app:create_app")
+    try:
+        blocking_request_is_reported(service, settings)
+    finally:
+        service.stop()
 
 
 def test_a_storm_of_stalls_is_counted_in_full_and_logged_within_bounds(stalling_api):

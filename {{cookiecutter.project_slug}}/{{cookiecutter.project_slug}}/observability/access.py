@@ -19,14 +19,14 @@ handler answers with (errors.internal_error).
 import re
 import secrets
 import time
-from types import FrameType
+from asyncio import current_task
 
 from prometheus_client import Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .logs import REQUEST_ID, RecordWriter
 from .metrics import REQUESTS
-from .tracing import STATE_TRACE_ID
+from .watchdog import SERVING
 
 ACCESS_LOGGER = __name__  # the access line's logger: its level silences the line like any other
 REQUEST_ID_HEADER = b"x-request-id"  # as ASGI spells header names: lower case
@@ -75,10 +75,13 @@ class AccessMiddleware:
                 message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
+        task = current_task()
+        SERVING[task] = scope  # the stall report's request (watchdog.py)
         started = time.perf_counter()
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            SERVING.pop(task, None)
             seconds = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", UNMATCHED)  # the template, set once matched
             if self.metrics:
@@ -106,19 +109,3 @@ class AccessMiddleware:
         if refused:
             fields["request_id_refused"] = True
         self.log.info("request", fields)
-
-
-def request_in_frame(frame: FrameType) -> dict[str, str] | None:
-    """The request a stalled stack is serving, if `frame` is AccessMiddleware's call for it: its
-    locals hold the scope and the id. The watchdog runs in another thread, where REQUEST_ID is not
-    the request's, so it reads the frame (both are public attributes of a frame)."""
-    if frame.f_code is not AccessMiddleware.__call__.__code__:
-        return None
-    local = frame.f_locals
-    scope = local.get("scope") or {}
-    return {
-        "method": scope.get("method"),
-        "route": getattr(scope.get("route"), "path", scope.get("path")),
-        "request_id": local.get("request_id"),
-        "trace_id": scope.get("state", {}).get(STATE_TRACE_ID),  # tracing on: its server span's trace
-    }

@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 import anyio.to_thread
 from prometheus_client import multiprocess
 
-from .access import request_in_frame
 from .metrics import LOOP_LAG, LOOP_STALLS, MULTIPROCESS_DIR
 from .sampling import Sample, Sampler
 from .watchdog import LoopWatchdog
@@ -23,7 +22,6 @@ async def observe(stall_threshold: float, samples: dict[str, Sample]) -> AsyncIt
         stall_threshold,
         on_lag=LOOP_LAG.observe,
         on_stall=LOOP_STALLS.inc,
-        request_on_stack=request_in_frame,
     )
     sampler = Sampler(samples)
     watchdog.start()

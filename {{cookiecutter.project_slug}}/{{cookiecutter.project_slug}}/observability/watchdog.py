@@ -1,28 +1,21 @@
 """The loop stall watchdog: a thread that notices when the event loop is late, and says which line.
 
-Every INTERVAL seconds a thread posts a callback onto the loop and waits for it to run. A free loop
-runs it within a millisecond; how late it ran is the loop's lag (a histogram in /metrics). When it
-is later than LOOP_STALL_THRESHOLD, something is holding the loop: the thread takes the loop
-thread's stack at that moment with `sys._current_frames()` (the frame that blocks is on it), finds
-the request being served on that stack, and once the loop is free again logs one WARNING: how late,
-the first application frame (the line that blocked), the stack innermost first, and the request's
-method, route, id and (tracing on) trace id. One report per stall; at most REPORTS_PER_MINUTE, the
-rest only counted.
-
-asyncio's debug mode names the slow callback but not the line, and is not meant for production.
-This costs one callback on the loop per INTERVAL, whatever the traffic.
+Its rule: it reads only what is there to be read from another thread, the loop thread's stack and
+the request published in SERVING against the task serving it; its report is one WARNING whose message
+reads alone under any logging setup, with the same facts as fields in `extra`. Why: docs/observability.md.
 """
 
+import asyncio
 import logging
 import sys
 import sysconfig
 import threading
 import time
 import traceback
-from asyncio import AbstractEventLoop
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from types import FrameType
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +29,9 @@ REPORTS_PER_MINUTE = 6  # a storm of stalls is counted in full but logged this o
 LIBRARY_FOLDERS = tuple({sysconfig.get_path(name) for name in ("stdlib", "platstdlib", "purelib", "platlib")})
 OWN_PACKAGE = __name__.split(".")[0]
 
-RequestOnStack = Callable[[FrameType], dict[str, str] | None]
+# The task serving each request -> its ASGI scope, from the request's start to its end: access.py's
+# middleware (or WatchRequests) publishes it there. The report reads the scope when a stall is seen.
+SERVING: dict[asyncio.Task, MutableMapping[str, Any]] = {}
 
 
 @dataclass
@@ -74,13 +69,40 @@ def where(frame: FrameType, line: int) -> str:
     return f"{frame.f_code.co_filename}:{line} in {frame.f_code.co_name}"
 
 
-def snapshot(frame: FrameType | None, request_on_stack: RequestOnStack) -> Stall:
-    """The loop thread's stack, innermost first, and the request found on it."""
+def request_of(scope: MutableMapping[str, Any] | None) -> dict[str, str] | None:
+    """What a report says of the request: the route template once matched, the ids from scope["state"]
+    (access.py's STATE_REQUEST_ID, tracing.py's STATE_TRACE_ID)."""
+    if scope is None:
+        return None
+    state = scope.get("state") or {}
+    route = getattr(scope.get("route"), "path", scope.get("path"))
+    ids = {name: state.get(name) for name in ("request_id", "trace_id")}
+    return {"method": scope.get("method"), "route": route, **ids}
+
+
+def snapshot(frame: FrameType | None, scope: MutableMapping[str, Any] | None) -> Stall:
+    """The loop thread's stack, innermost first, and the request its task is serving."""
     frames = list(traceback.walk_stack(frame)) if frame is not None else []
     stack = [where(f, line) for f, line in frames[:STACK_DEPTH]]
     blocked_at = next((where(f, line) for f, line in frames if is_application(f)), None)
-    request = next((found for f, _ in frames if (found := request_on_stack(f))), None)
-    return Stall(blocked_at, stack, request)
+    return Stall(blocked_at, stack, request_of(scope))
+
+
+class WatchRequests:
+    """Opt-in ASGI middleware for an app without access.py's: publishes each request in SERVING."""
+
+    def __init__(self, app: Callable) -> None:
+        self.app = app
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        task = asyncio.current_task()
+        SERVING[task] = scope
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            SERVING.pop(task, None)
 
 
 class LoopWatchdog:
@@ -88,17 +110,15 @@ class LoopWatchdog:
 
     def __init__(
         self,
-        loop: AbstractEventLoop,
+        loop: asyncio.AbstractEventLoop,
         threshold: float,
-        on_lag: Callable[[float], None],
-        on_stall: Callable[[], None],
-        request_on_stack: RequestOnStack,
+        on_lag: Callable[[float], None] = lambda late: None,  # each beat's lateness (a histogram)
+        on_stall: Callable[[], None] = lambda: None,  # each stall, reported or not (a counter)
     ) -> None:
         self.loop = loop
         self.threshold = threshold
         self.on_lag = on_lag
         self.on_stall = on_stall
-        self.request_on_stack = request_on_stack
         self.loop_thread_id = 0
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="loop-watchdog", daemon=True)
@@ -127,7 +147,7 @@ class LoopWatchdog:
     def _stalled(self, beat: Beat) -> None:
         # Now, while the loop is still held: the blocking frame is on its stack.
         frame = sys._current_frames().get(self.loop_thread_id)
-        stall = snapshot(frame, self.request_on_stack)
+        stall = snapshot(frame, SERVING.get(asyncio.current_task(self.loop)))  # None between tasks
         del frame  # a frame keeps every local of the stack alive
         self.on_stall()
         deadline = time.perf_counter() + STILL_BLOCKED_AFTER
@@ -144,8 +164,17 @@ class LoopWatchdog:
             return
         self.report_times.append(now)
         request = stall.request or {}
+        served = ""
+        if request:
+            served = f"; serving {request['method']} {request['route']} id={request['request_id']}"
         log.warning(
-            "event loop stalled",
+            "event loop stalled: %.0f ms late (threshold %.0f ms%s), blocked at %s%s%s",
+            late * 1000,
+            self.threshold * 1000,
+            ", still blocked" if still_blocked else "",
+            stall.blocked_at or "no line of the application",
+            served,
+            f"; {self.unreported} earlier stalls not logged" if self.unreported else "",
             extra={
                 "late_ms": round(late * 1000, 1),
                 "threshold_ms": round(self.threshold * 1000, 1),

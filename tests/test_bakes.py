@@ -332,7 +332,7 @@ def benchmark_parts(project: Path) -> list[str]:
     found += mentions(project, ["Makefile"], r"bench")
     found += mentions(project, [".gitignore", ".dockerignore", "pyproject.toml"], r"\bbench\b|bench-results")
     # Prose: `make bench`, `bench/` or `python -m bench` only inside the one command. The app package
-    # is not read here: its access.py and clients.py cite `make bench` (left to the package's owner).
+    # is not read here: observability/access.py and resources/clients.py cite `make bench` (its owner's).
     prose = [
         path
         for path in files(project)

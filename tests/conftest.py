@@ -20,12 +20,14 @@ TEMPLATE_DIR = ROOT / "{{cookiecutter.project_slug}}"
 COOKIECUTTER_JSON = json.loads((ROOT / "cookiecutter.json").read_text())
 
 PYTHON_VERSIONS = COOKIECUTTER_JSON["python_version"]
-YES_NO = ["yes", "no"]
 
-# Every supported option set: python_version x use_celery x include_benchmarks.
+# Every supported option set: python_version x use_celery x include_benchmarks, each option's choices
+# as cookiecutter.json lists them (the first is the default; test_template_repo checks both are there).
 OPTION_SETS = [
     {"python_version": python, "use_celery": celery, "include_benchmarks": bench}
-    for python, celery, bench in itertools.product(PYTHON_VERSIONS, YES_NO, YES_NO)
+    for python, celery, bench in itertools.product(
+        PYTHON_VERSIONS, COOKIECUTTER_JSON["use_celery"], COOKIECUTTER_JSON["include_benchmarks"]
+    )
 ]
 DEFAULTS = {
     key: value[0] if isinstance(value, list) else value
@@ -34,11 +36,16 @@ DEFAULTS = {
 }
 
 
+# The one documented way to measure your own machine, word for word wherever it is given (the
+# benchmark page's header, bench/page.py, the READMEs): the default bake has no load generator.
+MEASURE_YOURS = "bake with `include_benchmarks=yes`, then run `make bench`"
+
+
 def option_id(options: dict[str, str]) -> str:
     return "-".join(f"{key}={value}" for key, value in options.items())
 
 
-# Bakes beyond the 12 option sets: every other option with a non-default answer. The slugs sort
+# Bakes beyond the 16 option sets: every other option with a non-default answer. The slugs sort
 # before and after the project's other top-level packages (antipatterns, bench, tests, tools), so
 # import sorting is proven for any slug, not just for `my_service`.
 CUSTOM_BAKES = [

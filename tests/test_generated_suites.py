@@ -3,9 +3,10 @@
 For a set of bakes covering every value of use_celery and include_benchmarks, the generated
 project's own commands run exactly as its README gives them: `make test` (its venv, then its suite
 against the real local Postgres and Redis), `make lint`, and `make dev` until /health/ready answers
-and a Celery job succeeds. One more default bake runs with the configured servers pointed at closed
-ports, so its suite (but its quick benchmark) and `make dev` take the embedded PostgreSQL and Redis
-(tools/embedded.py): what a machine with only Python and make gets. Each suite's pytest header must
+and a Celery job succeeds; the first bake asks for the benchmark and its suite runs the quick one.
+One more default bake (no benchmark) runs with the configured servers pointed at closed ports, so
+its suite and `make dev` take the embedded PostgreSQL and Redis (tools/embedded.py): what a machine
+with only Python and make gets. Each suite's pytest header must
 name the servers it used. The environment passes through (TEST_REDIS_DB, POSTGRES_*, REDIS_URL for
 other servers).
 """
@@ -47,20 +48,19 @@ def newest_python() -> str:
     return str(newest / "bin" / "python3")
 
 
-# The default bake, every option flipped (python_version 3.11), both with the settings as given,
-# and the default bake again with no server answering where its settings point. Each venv's Python
-# (`make`'s PYTHON): the default bake's the newest here (this machine has no 3.14, the image's),
-# the others' `python3` (3.11 here, the oldest the project allows).
+# The default bake with the benchmark asked for (include_benchmarks=yes: the only suite that runs the
+# quick benchmark, about 2.5 minutes of CI's 45), every other option flipped (python_version 3.11, no
+# Celery, no benchmark), both with the settings as given, and the default bake (no benchmark) again
+# with no server answering where its settings point. Each venv's Python (`make`'s PYTHON): the first
+# bake's the newest here (this machine has no 3.14, the image's), the others' `python3` (3.11 here,
+# the oldest the project allows). test_template_repo checks that they cover yes and no of each option.
 RUN_BAKES = [
-    ({}, "as given", newest_python()),
+    ({"include_benchmarks": "yes"}, "as given", newest_python()),
     ({"python_version": "3.11", "use_celery": "no", "include_benchmarks": "no"}, "as given", None),
     ({}, "embedded", None),
 ]
-RUN_IDS = ["default-newest-python", option_id(RUN_BAKES[1][0]), "default-embedded"]
+RUN_IDS = ["benchmarks-newest-python", option_id(RUN_BAKES[1][0]), "default-embedded"]
 SUITE_TIMEOUT = 40 * 60
-# The embedded bake's suite leaves out its quick benchmark (about 2.5 minutes of CI's 45): the first
-# bake runs the same code, and what differs here, the servers, every other test of the suite proves.
-EMBEDDED_SUITE_OPTIONS = "--ignore=tests/test_bench.py"
 
 
 @dataclass
@@ -128,7 +128,6 @@ def running_bake(request, bake_into, tmp_path_factory) -> Iterator[Bake]:
             # Ports that were free a moment ago: nothing answers there.
             env["POSTGRES_PORT"] = str(free_port())
             env["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
-            env["PYTEST_ADDOPTS"] = EMBEDDED_SUITE_OPTIONS
         else:
             output = tmp_path_factory.mktemp("run")
         project = bake_into(output, **options)
@@ -158,6 +157,9 @@ def test_generated_suite_passes(running_bake):
         1
     ]
     assert f"-- Python {version}," in (running_bake.project / "make-test.log").read_text()
+    # A bake with the benchmark ran its quick benchmark as part of its suite.
+    if (running_bake.project / "tests" / "test_bench.py").exists():
+        assert "tests/test_bench.py ." in (running_bake.project / "make-test.log").read_text()
 
 
 def test_generated_lint_passes(running_bake):

@@ -12,14 +12,28 @@ import pytest
 import yaml
 from cookiecutter.environment import StrictEnvironment
 
-from .conftest import COOKIECUTTER_JSON, DEFAULTS, ROOT, TEMPLATE_DIR, clean_env, option_id, tool
+from .conftest import (
+    COOKIECUTTER_JSON,
+    DEFAULTS,
+    MEASURE_YOURS,
+    OPTION_SETS,
+    ROOT,
+    TEMPLATE_DIR,
+    answers,
+    clean_env,
+    option_id,
+    tool,
+)
+from .test_generated_suites import RUN_BAKES
 
 OPTIONS = [key for key in COOKIECUTTER_JSON if not key.startswith("_")]
 README = (ROOT / "README.md").read_text()
 README_MAX_LINES = 150
 FIRST_SCREEN_LINES = 40
-# The default bake, and the one with every option flipped (no Celery, no benchmark page).
-LINK_CHECKED_BAKES = [{}, {"use_celery": "no", "include_benchmarks": "no", "python_version": "3.11"}]
+# The default bake (the benchmark page without its JSON), and the one with every option flipped (no
+# Celery, the benchmark with its JSON).
+LINK_CHECKED_BAKES = [{}, {"use_celery": "no", "include_benchmarks": "yes", "python_version": "3.11"}]
+YES_NO_OPTIONS = ["use_celery", "include_benchmarks"]
 BENCHMARK_ROUTES = ["/async/db-wait", "/sync/db-wait", "/anti/db-wait", "/mixed/report", "/cpu/compute"]
 # A measured figure: a rate, or a target's verdict line. Settings (100 ms, 0.5 s) are not figures.
 FIGURE = re.compile(r"\d[\d,.]*\s*(?:req|jobs)/s|^- (?:MISSED|met):", re.MULTILINE)
@@ -72,6 +86,35 @@ def test_every_option_has_a_prompt():
 def test_readme_options_table_lists_every_option():
     rows = re.findall(r"^\| `(\w+)` \|", README, re.MULTILINE)
     assert sorted(rows) == sorted(OPTIONS)
+
+
+def covered(option_sets: list[dict[str, str]]) -> dict[str, set[str]]:
+    """Each yes/no option -> the answers these option sets bake with (defaults filled in)."""
+    return {option: {answers(options)[option] for options in option_sets} for option in YES_NO_OPTIONS}
+
+
+def test_option_sets_cover_yes_and_no():
+    """The benchmark is off by default; the baked checks and the generated suites still see yes and no
+    of each option, and a suite that runs the quick benchmark asks for it."""
+    assert DEFAULTS["include_benchmarks"] == "no" and DEFAULTS["use_celery"] == "yes"
+    every = {option: {"yes", "no"} for option in YES_NO_OPTIONS}
+    assert {option: set(COOKIECUTTER_JSON[option]) for option in YES_NO_OPTIONS} == every
+    assert covered(OPTION_SETS) == every
+    suites = [options for options, _, _ in RUN_BAKES]
+    assert covered(suites) == every
+    real_servers = [options for options, servers, _ in RUN_BAKES if servers == "as given"]
+    assert "yes" in covered(real_servers)["include_benchmarks"], "no generated suite runs the benchmark"
+    # Negative control: the suites as they were picked when the default bake had the benchmark.
+    assert covered([{}, {"use_celery": "no", "include_benchmarks": "no"}])["include_benchmarks"] == {"no"}
+
+
+def test_one_command_to_measure_your_machine():
+    """Wherever the template says how to measure your own machine, it gives the same command."""
+    page = (TEMPLATE_DIR / "docs" / BENCH_PAGE).read_text()
+    renderer = (TEMPLATE_DIR / "bench" / "page.py").read_text()
+    for name, text in {"README.md": README, BENCH_PAGE: page, "bench/page.py": renderer}.items():
+        assert MEASURE_YOURS in text, f"{name} does not say: {MEASURE_YOURS}"
+    assert "Run `make bench` to measure" not in page  # the old wording, for a bake that had the bench
 
 
 def test_readme_first_screen_has_the_two_commands():

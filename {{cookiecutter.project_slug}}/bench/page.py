@@ -20,10 +20,12 @@ DATA = "benchmark.json"
 HEADER = """\
 # Benchmark
 
-Every figure below was measured by `make bench` and rendered from [benchmark.json]({data}) (every
-figure and setting of the run) by `python -m bench.page`: nothing here is typed by hand, and
-`python -m bench.page --check` fails if anything is. Run `make bench` to measure your own machine;
-it rewrites this page and its JSON. What each setting means: `config.py`.
+Every figure below was measured by `make bench` and rendered by `python -m bench.page` from the
+run's JSON, `{data}` (every figure and setting of the run): nothing here is typed by hand, and
+`python -m bench.page --check` fails if anything is. To measure your own machine,
+bake with `include_benchmarks=yes`, then run `make bench`: it rewrites this page and its JSON.
+That option ships the load generator (`bench/`, whose files this page names) and the JSON; the
+default bake ships this page alone. What each setting means: `config.py`.
 
 """
 

@@ -3,7 +3,7 @@
 CALLS one-second upstream calls at once. On the shared httpx.AsyncClient each holds a socket, so
 they all overlap: about one second in all. Through `def` + requests each holds a thread, so
 THREADPOOL_TOKENS of them run at a time, in waves: the control. Wide margins: these tests are
-about overlap, never about speed (`make bench` measures that).
+about overlap, never about speed (docs/benchmark.md measures that).
 """
 
 import asyncio

@@ -1,7 +1,7 @@
 """Which servers a native run uses: the configured ones when they answer, else embedded ones.
 
-`make dev` (tools/dev.py) and the tests (tests/conftest.py) ask `LocalServers`; the benchmark
-(bench/stack.py, where it is shipped) asks `use_local_servers`.
+`make dev` (tools/dev.py) and the tests (tests/conftest.py) ask `LocalServers`{% if cookiecutter.include_benchmarks == "yes" %}; the benchmark
+(bench/stack.py) asks `use_local_servers`{% endif %}.
 A configured server that accepts a connection is always used, whatever it says next: a wrong
 password is its error to report, never a reason to switch. Only a server on this
 machine that does not answer at all (connection refused, no socket) is replaced, by a real server
@@ -13,12 +13,12 @@ started after them gets their address through those settings. Neither is in the 
 in docker-compose.yml.
 """
 
-import atexit
-import importlib.util
+{% if cookiecutter.include_benchmarks == "yes" %}import atexit
+{% endif %}import importlib.util
 import os
 import pwd
-import shutil
-import signal
+{% if cookiecutter.include_benchmarks == "yes" %}import shutil
+{% endif %}import signal
 import socket
 import stat
 import subprocess
@@ -26,7 +26,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from {{ cookiecutter.project_slug }}.config import AdminSettings, Settings, load_settings
+from {{ cookiecutter.project_slug }}.config import AdminSettings, Settings{% if cookiecutter.include_benchmarks == "yes" %}, load_settings{% endif %}
 {% if cookiecutter.use_celery == "yes" %}
 from tools.embedded_redis import RedisServer, redis_location
 {%- endif %}
@@ -234,6 +234,7 @@ class LocalServers:
         for server in reversed(self.started):
             server.stop()
         self.started.clear()
+{%- if cookiecutter.include_benchmarks == "yes" %}
 
 
 def use_local_servers(log_dir: Path | None = None) -> dict[str, str]:
@@ -246,3 +247,4 @@ def use_local_servers(log_dir: Path | None = None) -> dict[str, str]:
     atexit.register(servers.__exit__)  # atexit runs last-registered first: stop, then remove
     os.environ.update(servers.env)
     return servers.env
+{%- endif %}

@@ -332,13 +332,12 @@ def benchmark_parts(project: Path) -> list[str]:
         found.append(f"uv.lock: matplotlib ({len(in_lock)} lines, first {in_lock[:1]})")
     found += mentions(project, ["Makefile"], r"bench")
     found += mentions(project, [".gitignore", ".dockerignore", "pyproject.toml"], r"\bbench\b|bench-results")
-    # Prose: `make bench`, `bench/` or `python -m bench` only inside the one command. The app package
-    # is not read here: observability/access.py and resources/clients.py cite `make bench` (its owner's).
+    # Prose: `make bench`, `bench/` or `python -m bench` only inside the one command.
     prose = [
         path
         for path in files(project)
         if path.suffix in {".md", ".py"}
-        and path.relative_to(project).parts[0] not in {project.name, "bench"}
+        and path.relative_to(project).parts[0] != "bench"
         and path.relative_to(project) != Path("docs/benchmark.md")
     ]
     for path in prose:

@@ -1,19 +1,8 @@
-"""What every request records, in one pure ASGI middleware: its id, its access line, its metrics.
+"""What every request records, in one pure ASGI middleware: its id, its access line, its metrics;
+and it publishes the request it serves for the loop watchdog.
 
-Each is a few microseconds, done once per request on a dict already at hand; three middlewares
-(asgi-correlation-id's, a metrics one, uvicorn's access logger through the logging machinery) cost
-more than the trivial route itself (`make bench` profiles it: the overhead rows).
-
-The request id: a client's X-Request-ID is kept when it is a safe token, 1 to 128 of A-Z a-z 0-9
-and `. _ : -`. That covers the ids gateways and load balancers send (UUIDs with or without dashes,
-nginx's hex $request_id, W3C trace ids, ULIDs, prefixed ids such as `gw-01HZX:42`), and none of its
-characters needs quoting or escaping in a JSON, logfmt or plain-text line, a URL or a shell: CR/LF,
-quotes, spaces, `=`, `;`, control characters and over-long values are refused. A refused or missing
-id is replaced by a new one (128 random bits, as hex), and the access line says it was refused
-without repeating it. The id is returned in the response and set in logs.REQUEST_ID for the rest
-of the request (it is not reset: the request's task ends with it, and the catch-all 500 handler,
-which runs outside this middleware, still logs it), and in request.state.request_id, which that
-handler answers with (errors.internal_error).
+Rule: outermost, a few microseconds a request, on the scope already at hand. A client's X-Request-ID
+is kept only when it is a safe token, else replaced by a new one (docs/observability.md: which, why).
 """
 
 import re

@@ -19,10 +19,10 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from {{ cookiecutter.project_slug }} import errors
 from {{ cookiecutter.project_slug }}.config import Settings
 from {{ cookiecutter.project_slug }}.observability.access import AccessMiddleware
 from {{ cookiecutter.project_slug }}.observability.watchdog import REPORTS_PER_MINUTE
+from {{ cookiecutter.project_slug }}.resources import async_database
 
 from .loop_guard import guard, openapi_of, route_calls
 from .renamed_app import renamed
@@ -275,7 +275,7 @@ def test_error_records_carry_the_request_id(database, upstream, service_env, log
             lambda: [
                 r
                 for r in records(service)
-                if r.get("request_id") == request_id and r["logger"] == errors.log.name
+                if r.get("request_id") == request_id and r["logger"] == async_database.log.name
             ]
         )
     finally:

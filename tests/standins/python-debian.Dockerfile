@@ -8,7 +8,9 @@
 ARG BASE=standin/base
 FROM ${BASE}
 ARG PYTHON_VERSION
-RUN apt-get update && apt-get install -y python${PYTHON_VERSION} libpython${PYTHON_VERSION}-stdlib \
+# sid's Release file expires within days (Valid-Until; bookworm's has none): a mirror serving an older
+# snapshot of it, as this machine's does, would be refused without Check-Valid-Until=false.
+RUN apt-get -o Acquire::Check-Valid-Until=false update && apt-get install -y python${PYTHON_VERSION} libpython${PYTHON_VERSION}-stdlib \
         python${PYTHON_VERSION}-venv \
     && rm -rf /var/lib/apt/lists/* \
     && ln -s /usr/bin/python${PYTHON_VERSION} /usr/local/bin/python${PYTHON_VERSION} \

@@ -14,9 +14,11 @@ the data, `down -v` removing it. PostgreSQL 15 (the layout before 18) gets up, t
 `down`/`up` keeping the data. The PgBouncer stand-in (no bake names it yet) pools transactions in
 front of the PostgreSQL 18 stand-in.
 
-Cost, measured on a 2-core CI machine shared with other jobs: with the stand-ins and build cache
-of an earlier run 11 minutes (7 for the 18 sequence, 4 for 15; vfs copies a whole image per
-container). Cold add about 7 minutes: debootstrap, apt, PyPI downloads and the stand-in builds.
+Cost, measured on a 2-core CI machine shared with other jobs (load average 7): with the stand-ins and
+build cache of an earlier run 7.5 minutes (4.3 for the 18 sequence, 2.3 for 15, half a minute for
+PgBouncer; vfs copies a whole image per container, so the stand-ins keep no apt cache). Cold add
+about 10 minutes: three debootstraps (bookworm, sid, trixie: a minute each), apt, PyPI downloads and
+the stand-in builds.
 """
 
 import contextlib

@@ -6,20 +6,25 @@ the daemon. The bake's own Dockerfile and compose file are used unchanged; only 
 (*_PUBLISHED_PORT: this machine runs its own PostgreSQL and Redis) and JOB_VISIBILITY_TIMEOUT in its
 .env is short, so a job whose worker was SIGKILLed comes back in seconds instead of an hour.
 
-PostgreSQL 18 (the default, its 18+ data layout) gets the whole sequence: build and up, every router
-family and a Celery job, queued jobs surviving `restart redis` and a SIGKILLed worker, the api
+PostgreSQL 18 (its 18+ data layout) with the default python_version (3.14: the default bake's image)
+gets the whole sequence: build and up, every router family and a Celery job, queued jobs surviving
+`restart redis` and a SIGKILLed worker, the api
 recovering after `restart postgres`, `stop api` draining requests in flight, `down` then `up` keeping
 the data, `down -v` removing it. PostgreSQL 15 (the layout before 18) gets up, the families, and
-`down`/`up` keeping the data.
+`down`/`up` keeping the data. The PgBouncer stand-in (no bake names it yet) pools transactions in
+front of the PostgreSQL 18 stand-in.
 
-Cost, measured on a 2-core CI machine shared with other jobs: with the stand-ins and build cache
-of an earlier run 11 minutes (7 for the 18 sequence, 4 for 15; vfs copies a whole image per
-container). Cold add about 7 minutes: debootstrap, apt, PyPI downloads and the stand-in builds.
+Cost, measured on a 2-core CI machine shared with other jobs (load average 7): with the stand-ins and
+build cache of an earlier run 7.5 minutes (4.3 for the 18 sequence, 2.3 for 15, half a minute for
+PgBouncer; vfs copies a whole image per container, so the stand-ins keep no apt cache). Cold add
+about 10 minutes: three debootstraps (bookworm, sid, trixie: a minute each), apt, PyPI downloads and
+the stand-in builds.
 """
 
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -34,12 +39,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from .conftest import DEFAULTS
 from .standins import build as standins
 
 pytestmark = pytest.mark.slow
 
 BAKES = {
-    "postgres18": {"project_name": "Stack Eighteen", "python_version": "3.13", "postgres_version": "18",
+    "postgres18": {"project_name": "Stack Eighteen", "python_version": DEFAULTS["python_version"],
+                   "postgres_version": "18",
                    "redis_version": standins.DEBIAN_REDIS, "use_celery": "yes", "include_benchmarks": "no"},
     "postgres15": {"project_name": "Stack Fifteen", "python_version": standins.DEBIAN_PYTHON,
                    "postgres_version": "15", "use_celery": "no", "include_benchmarks": "no"},
@@ -309,3 +316,90 @@ def test_postgres18_refuses_a_volume_at_the_old_path(tmp_path):
     assert result.returncode == 1 and "/var/lib/postgresql/data (unused mount/volume)" in result.stderr, (
         result
     )
+
+
+def test_pgbouncer_standin_pools_transactions(tmp_path):
+    """The PgBouncer stand-in (build.py: PGBOUNCER_IMAGE, trixie's 1.24.1), configured by environment
+    variables as a compose file would configure it, in front of the PostgreSQL 18 stand-in on a network
+    of their own: the admin console reports the version and transaction pooling, and a client's query
+    runs through it while another client's session sits idle on the only server connection (in
+    session mode it waits: the control). A wrong password is refused by PgBouncer (SCRAM)."""
+    docker_available()
+    standins.ensure(["postgres:18", standins.PGBOUNCER_IMAGE])
+    name, password = f"template-pgbouncer-{secrets.token_hex(4)}", secrets.token_hex(12)
+    postgres, pgbouncer = f"{name}-postgres", f"{name}-pgbouncer"
+
+    def psql(sql: str, database: str = "app", secret: str = password) -> list[str]:
+        """psql in the PgBouncer container (the image ships it), through the pooler's port."""
+        argv = ["docker", "exec", "-i", "-e", f"PGPASSWORD={secret}", pgbouncer, "psql", "-h", "127.0.0.1",
+                "-U", "app", "-d", database, "-XAt", "-v", "ON_ERROR_STOP=1"]  # fmt: skip
+        return [*argv, "-c", sql] if sql else argv
+
+    def query(sql: str, database: str = "app", secret: str = password) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            psql(sql, database, secret), env=standins.docker_env(), capture_output=True, text=True, timeout=60
+        )
+
+    def wait_for(argv: list[str], what: str) -> None:
+        deadline = time.monotonic() + 90
+        while (found := standins.docker(*argv, check=False)).returncode != 0:
+            assert time.monotonic() < deadline, f"{what} never answered:\n{found.stderr}\n{logs()}"
+            time.sleep(0.5)
+
+    def logs() -> str:
+        return "\n".join(
+            standins.docker("logs", each, check=False).stderr[-2000:] for each in (postgres, pgbouncer)
+        )
+
+    def idle_session_blocks_a_query() -> bool:
+        """A session idles between two queries while another client queries: did that query run
+        after the session's last one (it waited for the pool's one server connection)? The order is
+        the server's clock, read by each query."""
+        clock = "SELECT extract(epoch FROM clock_timestamp())"
+        holder = subprocess.Popen(
+            psql(""), env=standins.docker_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        holder.stdin.write(f"SELECT 1;\n\\! sleep 4\n{clock};\n")
+        holder.stdin.close()
+        time.sleep(2)  # the holder's first query has run: its session idles now
+        other = query(clock)
+        holder.wait(timeout=60)
+        held = holder.stdout.read().split()
+        assert holder.returncode == 0 and other.returncode == 0, (holder.stderr.read(), other, logs())
+        return float(other.stdout) > float(held[-1])
+
+    try:
+        standins.docker("network", "create", name)
+        standins.docker("run", "--detach", "--name", postgres, "--network", name, "--network-alias",
+                        "postgres", "-e", f"POSTGRES_PASSWORD={password}", "-e", "POSTGRES_USER=app",
+                        "postgres:18")  # fmt: skip
+        wait_for(["exec", postgres, "pg_isready", "-h", "127.0.0.1", "-U", "app"], "PostgreSQL")
+        settings = {"DB_HOST": "postgres", "DB_USER": "app", "DB_PASSWORD": password,
+                    "ADMIN_USERS": "app", "AUTH_TYPE": "scram-sha-256", "POOL_MODE": "transaction",
+                    "DEFAULT_POOL_SIZE": "1"}  # fmt: skip
+        environment = [word for key, value in settings.items() for word in ("-e", f"{key}={value}")]
+        standins.docker("run", "--detach", "--name", pgbouncer, "--network", name, *environment,
+                        standins.PGBOUNCER_IMAGE)  # fmt: skip
+        wait_for(psql("SHOW VERSION", "pgbouncer")[1:], "PgBouncer's admin console")
+
+        version = query("SHOW VERSION", "pgbouncer")
+        assert version.stdout.strip() == f"PgBouncer {standins.TRIXIE_PGBOUNCER}", (version, logs())
+        config = {
+            line.split("|")[0]: line.split("|")[1]
+            for line in query("SHOW CONFIG", "pgbouncer").stdout.splitlines()
+        }
+        assert config["pool_mode"] == "transaction", config
+        through = query("SELECT current_user || ' on ' || split_part(version(), ' ', 2)")
+        assert through.stdout.startswith("app on 18."), (through, logs())
+        assert not idle_session_blocks_a_query(), "transaction pooling: a query waited for an idle session"
+
+        assert query("SET pool_mode = session", "pgbouncer").returncode == 0
+        assert idle_session_blocks_a_query(), "the control: in session mode the query did not wait"
+
+        refused = query("SELECT 1", secret="not-the-password")
+        # PgBouncer's own refusal (the server's would say "password authentication failed").
+        assert refused.returncode != 0 and "FATAL:  SASL authentication failed" in refused.stderr, refused
+    finally:
+        standins.docker("rm", "--force", "--volumes", pgbouncer, postgres, check=False)
+        standins.docker("network", "rm", name, check=False)

@@ -1,6 +1,8 @@
 """Local stand-ins for the images a bake names (no registry is reachable from CI), built from Debian
 packages and tagged with exactly those names: python:X-slim, postgres:N, redis:N and the pinned uv
-image. Each stand-in's Dockerfile here says which official behaviour it keeps.
+image, and the PgBouncer image a bake will name. Each stand-in's Dockerfile here says which official
+behaviour it keeps. Most start from a bookworm root; a version bookworm lacks comes from a newer
+suite's root (debootstrap of sid or trixie), as its packages need that suite's libc.
 
 An image is rebuilt only when its recipe changed: the Dockerfile, the files it copies, its build
 arguments and its parent's recipe are hashed into a label, and a tag carrying the same label is kept.
@@ -19,13 +21,19 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 LABEL = "template.standin.recipe"
-MINBASE = "standin/bookworm-minbase"
-BASE = "standin/base"
+SUITE = "bookworm"  # the root of every stand-in but those below
 DEBIAN_MIRROR = os.environ.get("STANDIN_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 # Debian bookworm's own versions; any other needs another source below.
 DEBIAN_PYTHON = "3.11"
 DEBIAN_POSTGRES = 15
 DEBIAN_REDIS = "7.0"
+# Newer Debian suites' versions, each on a root of its own suite: sid's python3.14 (the template's
+# default python_version), trixie's pgbouncer.
+SID_PYTHON = "3.14"
+TRIXIE_PGBOUNCER = "1.24.1"
+# The image it stands for: edoburu/pgbouncer, the PgBouncer image most compose files name, configured
+# by environment variables (pgbouncer-entrypoint.sh); its tags are v<PgBouncer version>-p<revision>.
+PGBOUNCER_IMAGE = f"edoburu/pgbouncer:v{TRIXIE_PGBOUNCER}-p1"
 PYENV_VERSIONS = Path(os.environ.get("PYENV_ROOT", "/root/.pyenv")) / "versions"
 # This machine's network is reached through its own CA: only the python stand-ins (which run uv)
 # carry the bundle. Test-only, and said so in their Dockerfiles.
@@ -61,6 +69,7 @@ class Recipe:
     fetch: tuple[str, dict[str, str]] | None = None
     version_argv: list[str] | None = None  # run in the image: its output must contain `version`
     version: str = ""
+    suite: str = SUITE  # the Debian suite of the root it starts from (base.Dockerfile)
 
     def digest(self) -> str:
         recipe = hashlib.sha256()
@@ -70,7 +79,7 @@ class Recipe:
         for name, source in sorted(self.files.items()):
             recipe.update(name.encode() + tree_digest(source).encode())
         if self.dockerfile != "base.Dockerfile":
-            recipe.update(base_recipe().digest().encode())
+            recipe.update(base_recipe(self.suite).digest().encode())
         return recipe.hexdigest()[:32]
 
 
@@ -85,23 +94,36 @@ def tree_digest(source: Path) -> str:
     return listing.hexdigest()
 
 
-def base_recipe() -> Recipe:
-    return Recipe(BASE, "base.Dockerfile", args={"mirror": DEBIAN_MIRROR})
+def minbase_tag(suite: str) -> str:
+    return f"standin/{suite}-minbase"
+
+
+def base_tag(suite: str) -> str:
+    return "standin/base" if suite == SUITE else f"standin/base-{suite}"
+
+
+def base_recipe(suite: str = SUITE) -> Recipe:
+    args = {"mirror": DEBIAN_MIRROR, "MINBASE": minbase_tag(suite)}
+    return Recipe(base_tag(suite), "base.Dockerfile", args, suite=suite)
 
 
 def python_recipe(version: str) -> Recipe:
     tag = f"python:{version}-slim"
     check = {"version_argv": ["python", "-c", "import platform; print(platform.python_version())"]}
     files = {"ca-certificates.crt": CA_BUNDLE}
-    if version == DEBIAN_PYTHON:
-        args = {"PYTHON_VERSION": version}
-        return Recipe(tag, "python-debian.Dockerfile", args, files, version=f"{version}.", **check)
+    if version in (DEBIAN_PYTHON, SID_PYTHON):
+        suite = SUITE if version == DEBIAN_PYTHON else "sid"
+        args = {"PYTHON_VERSION": version, "BASE": base_tag(suite)}
+        return Recipe(
+            tag, "python-debian.Dockerfile", args, files, version=f"{version}.", suite=suite, **check
+        )
     builds = sorted(
         PYENV_VERSIONS.glob(f"{version}.*"), key=lambda path: [int(n) for n in path.name.split(".")]
     )
     if not builds:
         raise LookupError(
-            f"no stand-in for {tag}: Debian has {DEBIAN_PYTHON}, pyenv has none in {PYENV_VERSIONS}"
+            f"no stand-in for {tag}: Debian has {DEBIAN_PYTHON} and {SID_PYTHON} (sid), pyenv has none in"
+            f" {PYENV_VERSIONS}"
         )
     args = {"PYTHON_VERSION": version, "PYENV_PREFIX": str(builds[-1])}
     files |= {"python": builds[-1]}
@@ -132,7 +154,11 @@ def recipe_for(image: str) -> Recipe:
     if found := re.fullmatch(r"ghcr\.io/astral-sh/uv:([\d.]+)", image):
         wheel = (f"uv=={found[1]}", {f"uv-{found[1]}.data/scripts/uv": "uv"})
         return Recipe(image, "uv-wheel.Dockerfile", fetch=wheel)
-    raise LookupError(f"no stand-in for {image} (tests/standins/build.py knows python, postgres, redis, uv)")
+    if image == PGBOUNCER_IMAGE:
+        check = {"version_argv": ["pgbouncer", "--version"], "version": f"PgBouncer {TRIXIE_PGBOUNCER}"}
+        return Recipe(image, "pgbouncer-debian.Dockerfile", suite="trixie", **check)
+    known = f"python, postgres, redis, uv, {PGBOUNCER_IMAGE}"
+    raise LookupError(f"no stand-in for {image} (tests/standins/build.py knows {known})")
 
 
 def label_of(tag: str) -> str | None:
@@ -208,20 +234,25 @@ def build(recipe: Recipe) -> None:
         docker(*argv, str(context), timeout=BUILD_TIMEOUT)
 
 
-def build_minbase() -> None:
-    """`debootstrap --variant=minbase bookworm`, imported as the root of every stand-in."""
-    recipe = f"debootstrap --variant=minbase bookworm {DEBIAN_MIRROR}; chmod 755 /"
+def build_minbase(suite: str = SUITE) -> None:
+    """`debootstrap --variant=minbase SUITE`, imported as the root of the stand-ins of that suite."""
+    recipe = f"debootstrap --variant=minbase {suite} {DEBIAN_MIRROR}; chmod 755 /"
     digest = hashlib.sha256(recipe.encode()).hexdigest()[:32]
-    if label_of(MINBASE) == digest:
+    if label_of(minbase_tag(suite)) == digest:
         return
     with tempfile.TemporaryDirectory(prefix="standin-root-") as root:
-        subprocess.run(
-            ["debootstrap", "--variant=minbase", "bookworm", root, DEBIAN_MIRROR],
-            check=True, capture_output=True, timeout=BUILD_TIMEOUT,
+        done = subprocess.run(
+            ["debootstrap", "--variant=minbase", suite, root, DEBIAN_MIRROR],
+            capture_output=True, text=True, timeout=BUILD_TIMEOUT,
         )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"debootstrap {suite} failed: {(done.stderr or done.stdout).strip()[-2000:]}")
         os.chmod(root, 0o755)  # a temporary folder is its owner's only: "/" must let every user in
         tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
-        docker("import", "--change", f"LABEL {LABEL}={digest}", "-", MINBASE, stdin=tar.stdout, timeout=600)
+        docker(
+            "import", "--change", f"LABEL {LABEL}={digest}", "-", minbase_tag(suite), stdin=tar.stdout,
+            timeout=600,
+        )  # fmt: skip
         if tar.wait() != 0:
             raise RuntimeError("tar of the debootstrap root failed")
 
@@ -230,8 +261,10 @@ def ensure(images: list[str]) -> list[str]:
     """Every image present under its name, with its stand-in's recipe. -> the tags (re)built."""
     recipes = [recipe_for(image) for image in images]  # every name known before anything is built
     built = []
-    build_minbase()
-    for recipe in [base_recipe(), *recipes]:
+    suites = sorted({SUITE, *(recipe.suite for recipe in recipes)}, key=lambda suite: suite != SUITE)
+    for suite in suites:
+        build_minbase(suite)
+    for recipe in [*map(base_recipe, suites), *recipes]:
         if label_of(recipe.tag) == recipe.digest():
             continue
         build(recipe)

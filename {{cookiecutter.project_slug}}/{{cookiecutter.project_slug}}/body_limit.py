@@ -1,12 +1,9 @@
-"""A request body over MAX_BODY_BYTES gets one answer however it is framed: 413 with the JSON shape of
-every other refusal, {"detail": ...}, and, as those do, the request's X-Request-ID and access line.
+"""A request body over MAX_BODY_BYTES gets one answer however it is framed: 413 `{"detail": ...}`, with
+the request's X-Request-ID and access line, as every other refusal.
 
-FastAPI counts the bytes while a route reads them (`max_body_size`, given to each router in main.py):
-past the limit it raises an HTTPException(413), answered by `too_large` inside AccessMiddleware. A
-Content-Length over the limit is refused here instead, before a byte of the body is read: Starlette's
-limiter (starlette/middleware/body_limit.py) answers such a request itself, a text/plain 413 in place
-of whatever the app sent, and when the limit is the app's (FastAPI(max_body_size=...)) it does so
-outside every middleware, so without the id. This answer is the handler's, so the two cannot differ.
+Rule: FastAPI counts a body while a route reads it (`max_body_size` on each router); a declared
+Content-Length over the limit is refused here, unread, inside AccessMiddleware: Starlette's own
+limiter would answer it in text/plain, and outside every middleware when the limit is the app's.
 """
 
 from fastapi import FastAPI

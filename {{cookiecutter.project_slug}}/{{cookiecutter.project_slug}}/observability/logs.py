@@ -1,20 +1,10 @@
-"""Logging: one line per record, JSON in containers (LOG_FORMAT=json) or plain text (`make dev`).
+"""Logging: one line per record, JSON in containers (LOG_FORMAT=json) or plain text (`make dev`), each
+with the event, level, logger, time and the id of the request it was logged for.
 
-Two ways in, one shape out: every line has the event, the level, the logger's name, the time and
-the id of the request it was logged for, rendered by the same processors.
-- The standard library's records (the app's, uvicorn's, the libraries') go through a handler on the
-  root logger and structlog's ProcessorFormatter, which also adds the fields passed with `extra=`.
-- The one record every request makes, its access line (access.py), skips the logging machinery:
-  making a LogRecord and formatting it cost more than a trivial route itself. RecordWriter runs the
-  same processors on a plain dict and writes the line to the handler's stream, under its lock. It
-  honours the level of its logger, so `logging.getLogger("<package>.access")` still silences it.
-uvicorn's own access line is switched off (its logger has no handler): access.py writes one instead.
-
-The request id lives in the REQUEST_ID context variable: access.py sets it in the request's task, so
-every record logged while serving that request, an error handler's included, carries it. Records
-that another thread logs for a request (the watchdog's stall report) pass it in `extra`.
-CONTEXT_FIELDS is the seam for more of the same kind (a trace id): each processor in it adds its
-fields to every record, on both ways in.
+Rule: two ways in, one shape out. The standard library's records go through structlog's
+ProcessorFormatter on the root logger; the access line (access.py) skips the logging machinery
+(RecordWriter runs the same processors on a dict), since a LogRecord costs more than a trivial route.
+The request id lives in REQUEST_ID, set by access.py in the request's task.
 """
 
 import json

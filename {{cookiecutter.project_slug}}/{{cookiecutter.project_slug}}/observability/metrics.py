@@ -1,19 +1,9 @@
-"""The Prometheus metrics this service serves at GET /metrics: how late the loop is, how full each
-pool is, how routes answer. Declarations only; who records each one:
-- requests per route (count, latency): access.py's middleware, one observation a request;
-- loop lag and stalls: the watchdog (watchdog.py), one observation per beat, whatever the traffic;
-- the limits (threadpool, connection pools, upstream client, process pool, and any a router adds):
-  sampling.py's thread reads their counters every second, nothing on the request path.
-monitor.py starts the watchdog and the sampler; metrics_endpoint.py serves the text format.
+"""The Prometheus metrics served at GET /metrics: how late the loop is, how full each pool is, how
+routes answer. Declarations only: access.py records the requests, the watchdog the loop's lag,
+sampling.py's thread the limits.
 
-Several uvicorn worker processes (WEB_CONCURRENCY=2, serve.py) each have their own loop,
-threadpool and pools. prometheus-client's multiprocess mode adds them up: with
-PROMETHEUS_MULTIPROC_DIR set in the environment (read when prometheus_client is imported, so it
-comes from whoever starts the server) every process writes its values to files in that folder and
-/metrics reads them all. The folder must be empty when the server starts: compose mounts a fresh
-tmpfs there, tools/native.py makes a fresh folder for each native start. Without the variable, the
-process serves its own values. Gauges say how processes add up (multiprocess_mode): "livesum" sums
-the processes alive; each removes its files when it stops.
+Rule: with PROMETHEUS_MULTIPROC_DIR set (an empty folder, before the server starts), every worker
+process writes its values there and /metrics adds them up (docs/observability.md).
 """
 
 import os

@@ -1,28 +1,9 @@
-"""Traces (OpenTelemetry), off unless OTEL_EXPORTER_OTLP_ENDPOINT is set.
+"""Traces (OpenTelemetry), off unless OTEL_EXPORTER_OTLP_ENDPOINT is set: then the api and the worker
+export every sampled request's spans over OTLP/HTTP, and the SDK reads the other OTEL_* variables.
 
-Set, the api and the worker send every sampled request's spans over OTLP/HTTP (protobuf) to that
-endpoint. The SDK reads the other standard variables itself: OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER
-and _ARG, OTEL_EXPORTER_OTLP_* (headers, timeout, compression), OTEL_BSP_* (the queue), OTEL_SDK_DISABLED.
-Unset, nothing here runs: no provider, no span processor, no instrumentation; the spans opened by hand
-(resources/process_pool.py, routers/mixed.py, resources/job_queue.py: the OpenTelemetry API alone)
-are its no-op ones.
-
-Who makes which span of a request's trace:
-- the server span, named by the route template: FastAPI's instrumentation (instrument_app);
-- every query, asyncpg's and psycopg2's alike: SQLAlchemy's instrumentation on both engines. One
-  approach for both drivers, attached to the two engines this app owns; the asyncpg and psycopg2
-  instrumentations would patch the drivers for the whole process instead. Its `connect` span is the
-  checkout: the wait for a pooled connection (and the pre-ping), so a long one means a full pool;
-- the upstream call: httpx's instrumentation on the one AsyncClient instance (its class-level patch
-  would not see the aiohttp transport), and requests' instrumentation for the Session of `def` code;
-- the run_in_threadpool call (routers/mixed.py) and the process-pool call (process_pool.py), by hand;
-- a Celery job: job_queue.py sends the context in the message's headers, the worker's instrumentation
-  (worker.py) continues it, so the job's span is in the request's trace.
-
-A collector that is down or slow never holds a request: ended spans go into the BatchSpanProcessor's
-bounded queue (OTEL_BSP_MAX_QUEUE_SIZE) and its own thread exports them; a full queue drops spans.
-The SDK would log every failed export and, every 20 s, the drops; ReportingExporter logs one warning
-when exports start failing and one line when they work again instead.
+Rule: unset, nothing here runs (the spans patterns open by hand with the OpenTelemetry API are
+no-ops); set, a collector that is down or slow never holds a request (spans wait in a bounded queue,
+a failing export is reported once). Who makes which span: docs/observability.md, "Traces".
 """
 
 import logging

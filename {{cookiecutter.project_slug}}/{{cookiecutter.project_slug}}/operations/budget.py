@@ -1,13 +1,8 @@
 """The connection budget: every process that may hold PostgreSQL connections, against what the server
-gives. Each api worker process has its own two pools, so the pools are paid once per worker:
+gives (docs/deployment.md):
 
     API_REPLICAS x workers x (SYNC_DB_POOL_SIZE + ASYNC_DB_POOL_SIZE) + Celery + migrate
         <= max_connections - superuser_reserved_connections - reserved_connections
-
-A pool larger than its share does not make anything faster: past max_connections new connections are
-refused (`TooManyConnectionsError`, "too many clients already"), usually only under the load that
-needed them. So serve.py checks this sum before the first worker starts, and refuses to start with
-one line naming every number when it does not fit.
 """
 
 from contextlib import closing

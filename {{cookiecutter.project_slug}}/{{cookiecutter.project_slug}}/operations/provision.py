@@ -1,16 +1,8 @@
-"""Least privilege: the database and its two roles, made by a superuser before anything else runs.
+"""Least privilege: the database and its two roles, made by a superuser before anything else runs
+(the compose `provision` service; `make dev` runs the same argv).
 
-`python -m {{ cookiecutter.project_slug }}.operations.provision` is the compose `provision` service, run before migrate and the
-api (`make dev` runs the same argv natively). It is idempotent: every run creates what is missing and sets
-the passwords from the settings again, so a password changed in .env takes effect at the next start.
-(PostgreSQL images also run scripts from /docker-entrypoint-initdb.d, but only on an empty data
-volume: a role added or a password changed later would never arrive.)
-
-- POSTGRES_OWNER_USER owns the database and its `public` schema: migrate connects as it.
-- POSTGRES_USER, the app role: may connect, and SELECT / INSERT / UPDATE / DELETE the rows of the
-  owner's tables (today's and, through default privileges, those of later migrations). It cannot
-  create, alter or drop anything, and is not a superuser.
-- Nobody else may connect to the database (PUBLIC loses CONNECT and TEMPORARY).
+Rule: idempotent, every run creates what is missing and sets the passwords again. POSTGRES_OWNER_USER
+owns the schema (migrate); POSTGRES_USER may only read and write rows; nobody else may connect.
 """
 
 import sys

@@ -1,16 +1,9 @@
 """The api's entrypoint (compose, the image, k8s):
 `python -m {{ cookiecutter.project_slug }}.operations.serve <uvicorn arguments>`.
 
-Before uvicorn forks its workers, this settles how many there are and checks that their database
-pools fit in PostgreSQL's connections (budget.py); then it runs uvicorn's own command line, in this
-process, so every uvicorn flag works as documented and signals reach uvicorn directly.
-- WEB_CONCURRENCY set: that many workers, refused with one line if they do not fit. It is the one
-  way to set them: `--workers` and UVICORN_WORKERS would reach uvicorn unchecked, so they are refused.
-- unset: one per CPU this container may use, but never more than fit (at least one).
-- DB_BUDGET_OVERCOMMIT=true: start anyway, with the same line as a warning.
-- GRACEFUL_TIMEOUT: on SIGTERM, in-flight requests get this long to finish before workers exit.
-The check is done here and not in the app: a worker whose start-up fails is restarted by uvicorn
-forever, while a refusal here stops the container once, with the reason.
+Rule: before uvicorn forks its workers, settle how many there are (WEB_CONCURRENCY, or one per usable
+CPU that fits) and refuse, with one line, pools that do not fit in PostgreSQL's connections
+(budget.py); then run uvicorn's own command line in this process. docs/deployment.md has the why.
 """
 
 import os

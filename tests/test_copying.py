@@ -124,7 +124,8 @@ def build(bake: Path, parts: list["Recipe"], folder: Path, package: str, tests: 
         for listed in recipe.files:
             user_path = to_user_path(listed, slug, package, tests)
             if user_path in own:
-                pytest.fail(f"{recipe.title}: {listed} would overwrite the existing app's own {user_path}")
+                theirs = to_user_path(listed, slug, PACKAGE, "tests")
+                pytest.fail(f"{recipe.title}: {listed} would overwrite the existing app's own {theirs}")
             if listed == drop:
                 continue
             target = folder / user_path
@@ -505,7 +506,9 @@ def test_every_listed_file_is_needed_and_enough(stack, pattern, tmp_path):
         expected.append((drop, module_of(drop, slug, package, tests) if drop else ""))
     for (drop, module), missing in zip(expected, import_trials(python, trials, stack.env), strict=True):
         if not drop:
-            assert missing == [], f"{pattern}: the listed files and packages are not enough: {missing}"
+            assert missing == [], (
+                f"{pattern}: the listed files and packages are not enough, missing: {missing}"
+            )
             continue
         # A file alone in its folder takes the folder with it: then the package is what is missing.
         found = any(module == name or module.startswith(f"{name}.") for name in missing)
@@ -530,7 +533,7 @@ def test_every_listed_package_is_needed_and_enough(stack, pattern, tmp_path):
         env.update(database)
         python = stack.venvs.python([*APP_REQUIREMENTS, *recipe.requirements])
         whole = start_trial(python, folder, entries, list(distributions.values()), env)
-        problem = whole["missing"] or whole["error"]
+        problem = f"missing module {whole['missing']}" if whole["missing"] else whole["error"]
         assert not problem, (
             f"{recipe.title}: the app does not start on the section's packages alone: {problem}"
         )
@@ -543,8 +546,9 @@ def test_every_listed_package_is_needed_and_enough(stack, pattern, tmp_path):
             if trial["installed"][distribution]:
                 imported = [top for top in tops if top in whole["imported"]]
                 assert imported, (
-                    f"{recipe.title}: {line} is installed anyway without its line (a dependency of another), "
-                    f"so dropping it cannot fail; and the build does not import its modules {tops}"
+                    f"{recipe.title}: {line} is installed anyway without its line (the existing app's own, "
+                    "or a dependency of another), so dropping it cannot fail; and the build does not import "
+                    f"its modules {tops}"
                 )
                 continue
             missing = trial["missing"] or ""
@@ -584,13 +588,14 @@ def test_pattern_lifts_into_an_existing_app(stack, pattern, tmp_path):
                 assert_stall_reported(servers[0], main)
                 guard = run_loop_guard(python, env, folder, url)
                 assert guard.returncode == 1 and "/blocking" in guard.stdout, (
-                    f"the loop guard did not fail on /blocking: {guard.stdout[-3000:]}"
+                    f"the loop guard did not fail on /blocking: {guard.stdout[-3000:]}{guard.stderr[-2000:]}"
                 )
                 return
             CHECKS[pattern](url)
             guard = run_loop_guard(python, env, folder, url)
             assert guard.returncode == 0, (
-                f"the loop guard failed: {guard.stdout[-3000:]}\n{servers[0].output()[-2000:]}"
+                f"the loop guard failed: {guard.stdout[-3000:]}{guard.stderr[-2000:]}\n"
+                f"{servers[0].output()[-2000:]}"
             )
         finally:
             for server in servers:

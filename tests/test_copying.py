@@ -116,7 +116,7 @@ def module_of(listed: str, slug: str, package: str, tests: str) -> str:
 def build(bake: Path, parts: list["Recipe"], folder: Path, package: str, tests: str, drop: str = "") -> Path:
     """The user's project: a copy of the existing app, the listed files (but `drop`) beside its own
     (one that would overwrite the app's fails here), the blocks appended to their targets, and an
-    empty __init__.py in each folder that has none."""
+    empty __init__.py in each folder that has none and for which the recipe lists none."""
     slug = bake.name
     shutil.copytree(THEIR_APP, folder / package, ignore=shutil.ignore_patterns("__pycache__"))
     own = {path.relative_to(folder).as_posix() for path in (folder / package).rglob("*.py")}
@@ -136,9 +136,11 @@ def build(bake: Path, parts: list["Recipe"], folder: Path, package: str, tests: 
             target.parent.mkdir(parents=True, exist_ok=True)
             with target.open("a") as out:
                 out.write("\n\n" + code)
+    listed = {folder / to_user_path(path, slug, package, tests) for recipe in parts for path in recipe.files}
     for directory in [folder / package, folder / tests, *(folder / package).rglob("*/")]:
-        if directory.is_dir() and not (directory / "__init__.py").exists():
-            (directory / "__init__.py").write_text("")
+        init = directory / "__init__.py"
+        if directory.is_dir() and not init.exists() and init not in listed:  # one listed stays dropped
+            init.write_text("")
     return folder
 
 
@@ -346,7 +348,9 @@ class Stack:
                     capture_output=True,
                     text=True,
                 )
-                assert run.returncode == 0, f"the recipe's sql schema failed: {run.stderr[-2000:]}"
+                assert run.returncode == 0, (
+                    f"the recipe's sql schema failed: {run.stderr.strip().splitlines()[-1:]}"
+                )
             yield settings
         finally:
             bake_python(

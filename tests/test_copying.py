@@ -52,6 +52,7 @@ SECTION = re.compile(r"^## (.+?)\n(.*?)(?=^## |\Z)", re.MULTILINE | re.DOTALL)
 BLOCK = re.compile(r"^```(\w+) (\S+)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 SETTINGS = re.compile(r"^Settings?: (.*?)\n\n", re.MULTILINE | re.DOTALL)
 SETTING_NAME = re.compile(r"`([A-Z][A-Z0-9_]+)`")
+WORKER = re.compile(r"celery --app ([\w.]+) worker")  # the command a section gives for its worker
 REQUIREMENT = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[A-Za-z0-9._,-]+\])?$")
 # A route that blocks the loop, added to the watchdog's build: the watchdog must report its line,
 # and the loop guard must fail on it.
@@ -79,6 +80,7 @@ class Recipe:
     schema: str = ""  # DDL run on the fresh database before the app starts
     blocks: dict[str, str] = field(default_factory=dict)  # target path -> code to append to it
     settings: list[str] = field(default_factory=list)  # the environment variables it names
+    worker: str = ""  # the Celery app's module below the package, if the section runs a worker
 
     def distributions(self) -> dict[str, str]:
         """Each requirement line -> its distribution's normalized name."""
@@ -100,8 +102,10 @@ def recipes(copying: str, slug: str) -> dict[str, Recipe]:
         ]
         schema = blocks.pop("schema", "")
         settings = [name for text in SETTINGS.findall(body) for name in SETTING_NAME.findall(text)]
+        worker = WORKER.search(body)
+        worker_module = worker.group(1).removeprefix(f"{slug}.") if worker else ""
         found[files[0].removeprefix(f"{slug}/")] = Recipe(
-            title, files, requirements, schema, blocks, settings
+            title, files, requirements, schema, blocks, settings, worker_module
         )
     return found
 
@@ -494,15 +498,26 @@ def requirements_of(stack: Stack, pattern: str) -> list[str]:
     return [*APP_REQUIREMENTS, *(line for recipe in parts_of(stack, pattern) for line in recipe.requirements)]
 
 
-def entry_points(pattern: str, package: str, tests: str) -> list[str]:
+def worker_of(stack: Stack, pattern: str) -> str:
+    """The Celery app's module below the package: the one the section's command names."""
+    if pattern != JOBS:
+        return ""
+    worker = stack.recipe(pattern).worker
+    assert worker, (
+        f"{stack.recipe(pattern).title}: no `celery --app {stack.bake.name}.<module> worker` command"
+    )
+    return worker
+
+
+def entry_points(worker: str, package: str, tests: str) -> list[str]:
     """The modules a run imports first: the app, the guard's test (and the Celery worker's app)."""
     entries = [f"{package}.main", f"{tests}.test_loop_guard"]
-    return [f"{package}.worker", *entries] if pattern == JOBS else entries
+    return [f"{package}.{worker}", *entries] if worker else entries
 
 
-def app_entry_points(pattern: str) -> list[str]:
+def app_entry_points(worker: str) -> list[str]:
     """What serving the app imports: uvicorn, the app (and the Celery worker's app)."""
-    return ["uvicorn", f"{PACKAGE}.main", *([f"{PACKAGE}.worker"] if pattern == JOBS else [])]
+    return ["uvicorn", f"{PACKAGE}.main", *([f"{PACKAGE}.{worker}"] if worker else [])]
 
 
 @pytest.mark.parametrize("pattern", PATTERNS)
@@ -517,7 +532,7 @@ def test_every_listed_file_is_needed_and_enough(stack, pattern, tmp_path):
     for drop in ["", *listed]:
         package, tests = f"{PACKAGE}{len(trials)}", f"tests{len(trials)}"
         folder = build(stack.bake, parts_of(stack, pattern), tmp_path / package, package, tests, drop)
-        trials.append((folder, entry_points(pattern, package, tests)))
+        trials.append((folder, entry_points(worker_of(stack, pattern), package, tests)))
         expected.append((drop, module_of(drop, slug, package, tests) if drop else ""))
     for (drop, module), missing in zip(expected, import_trials(python, trials, stack.env), strict=True):
         if not drop:
@@ -541,7 +556,7 @@ def test_every_listed_package_is_needed_and_enough(stack, pattern, tmp_path):
     guard = pattern == LOOP_GUARD
     parts = [recipe] if guard else parts_of(stack, pattern)
     folder = build(stack.bake, parts, tmp_path / "app", PACKAGE, "tests")
-    entries = ["pytest", "tests.test_loop_guard"] if guard else app_entry_points(pattern)
+    entries = ["pytest", "tests.test_loop_guard"] if guard else app_entry_points(worker_of(stack, pattern))
     distributions = recipe.distributions()
     env = {**stack.env, "PYTHONPATH": str(folder)}
     with stack.database(recipe.schema) as database:
@@ -602,7 +617,14 @@ def test_pattern_lifts_into_an_existing_app(stack, pattern, tmp_path):
             argv = ["uvicorn", f"{PACKAGE}.main:app", "--port", str(port)]
             servers.append(start(python, argv, folder, env, tmp_path / "api.log", url))
             if pattern == JOBS:
-                argv = ["celery", "--app", f"{PACKAGE}.worker", "worker", "--loglevel", "INFO"]
+                argv = [
+                    "celery",
+                    "--app",
+                    f"{PACKAGE}.{worker_of(stack, pattern)}",
+                    "worker",
+                    "--loglevel",
+                    "INFO",
+                ]
                 servers.append(start(python, argv, folder, env, tmp_path / "worker.log"))
             assert_app_still_its_own(url, servers[0], env["GREETING"])
             if pattern == WATCHDOG:

@@ -643,12 +643,14 @@ def test_pattern_lifts_into_an_existing_app(stack, pattern, tmp_path):
             if pattern == WATCHDOG:
                 assert http("GET", f"{url}/blocking")[0] == 200, "the blocking route did not answer"
                 assert_stall_reported(servers[0], main)
+                assert_logging_kept(servers[0])
                 guard = run_loop_guard(python, env, folder, url)
                 assert guard.returncode == 1 and "/blocking" in guard.stdout, (
                     f"the loop guard did not fail on /blocking: {guard.stdout[-3000:]}{guard.stderr[-2000:]}"
                 )
                 return
             CHECKS[pattern](url)
+            assert_logging_kept(servers[0])
             guard = run_loop_guard(python, env, folder, url)
             assert guard.returncode == 0, (
                 f"the loop guard failed: {guard.stdout[-3000:]}{guard.stderr[-2000:]}\n"
@@ -679,19 +681,32 @@ def run_loop_guard(python: Path, env: dict[str, str], folder: Path, url: str) ->
 
 
 def assert_stall_reported(server: Server, main: Path) -> None:
-    """The watchdog's report names the blocking line (file and number), whatever the log format."""
+    """The watchdog's report is a line of the app's own format that names the blocking line (file and
+    number) and the request being served."""
     number = next(n for n, line in enumerate(main.read_text().splitlines(), 1) if "time.sleep(0.5)" in line)
     where = f"/{PACKAGE}/main.py:{number} in blocking"
+    report = re.compile(
+        rf"^THEIRAPP WARNING \S+: event loop stalled: .*blocked at \S*{re.escape(where)}; "
+        "serving GET /blocking",
+        re.MULTILINE,
+    )
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         output = server.output()
         if "event loop stalled" in output:
-            assert where in output.partition("event loop stalled")[2], (
-                f"the watchdog's stall report does not name {where}: {output[-3000:]}"
+            assert report.search(output), (
+                f"the stall report is not a line of the app's format naming {where} and GET /blocking: "
+                f"{output[-3000:]}"
             )
             return
         time.sleep(0.2)
     pytest.fail(f"the watchdog reported no stall:\n{server.output()[-3000:]}")
+
+
+def assert_logging_kept(server: Server) -> None:
+    """After the pattern ran, the app's log is still in its own format: no recipe took logging over."""
+    json_lines = [line for line in server.output().splitlines() if line.startswith("{")]
+    assert not json_lines, f"the app's log has lines not in its own format (JSON): {json_lines[:2]}"
 
 
 def settings_fields(source: str) -> set[str]:

@@ -717,6 +717,17 @@ def settings_fields(source: str) -> set[str]:
     return fields
 
 
+def settings_mismatch(bake: Path, recipe: Recipe) -> tuple[list[str], list[str]]:
+    """The settings the recipe names that no Settings class of its files has, and those they have
+    that it does not name (the "Settings:" sentence must list exactly what its files read)."""
+    fields = set()
+    for path in recipe.files:
+        if path.endswith(".py"):
+            fields |= settings_fields((bake / path).read_text())
+    named = {name.lower() for name in recipe.settings}
+    return sorted(named - fields), sorted(name.upper() for name in fields - named)
+
+
 def test_recipes_cover_every_pattern(stack):
     assert set(stack.recipes) == {*PATTERNS, LOOP_GUARD}, (
         f"the sections are not one per pattern: {list(stack.recipes)}"
@@ -737,13 +748,8 @@ def test_recipes_cover_every_pattern(stack):
         )
         unlocked = [line for line, name in recipe.distributions().items() if name not in stack.venvs.locked]
         assert not unlocked, f"{recipe.title}: requirements the bake's uv.lock does not pin: {unlocked}"
-        fields = set().union(
-            *(
-                settings_fields((stack.bake / path).read_text())
-                for path in recipe.files
-                if path.endswith(".py")
-            )
-        )
-        unknown = [name for name in recipe.settings if name.lower() not in fields]
+        unknown, unnamed = settings_mismatch(stack.bake, recipe)
         assert not unknown, f"{recipe.title} names settings no Settings class of its files has: {unknown}"
-        assert recipe.settings or recipe.files == [LOOP_GUARD], f"{recipe.title} names no setting"
+        assert not unnamed, (
+            f"{recipe.title} does not name settings its files' Settings classes have: {unnamed}"
+        )

@@ -725,7 +725,7 @@ def settings_mismatch(bake: Path, recipe: Recipe) -> tuple[list[str], list[str]]
         if path.endswith(".py"):
             fields |= settings_fields((bake / path).read_text())
     named = {name.lower() for name in recipe.settings}
-    return sorted(named - fields), sorted(name.upper() for name in fields - named)
+    return sorted(name.upper() for name in named - fields), sorted(name.upper() for name in fields - named)
 
 
 def test_recipes_cover_every_pattern(stack):

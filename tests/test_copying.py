@@ -283,7 +283,10 @@ def start(python: Path, argv: list[str], cwd: Path, env: dict[str, str], log: Pa
             time.sleep(0.2)
     if url:
         server.stop()
-        pytest.fail(f"{' '.join(argv)} did not start:\n{server.output()[-3000:]}")
+        output = server.output()
+        errors = [line for line in output.splitlines() if re.match(r"^\w+(\.\w+)*(Error|Exception): ", line)]
+        cause = errors[-1] if errors else "no error logged"
+        pytest.fail(f"{' '.join(argv)} did not start: {cause}\n{output[-3000:]}")
     return server
 
 
